@@ -1,0 +1,47 @@
+"""Packaging for hear_vec: the library (`hear_vec`) and its fused kernels (`kernels`)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+version = {}
+exec((ROOT / "hear_vec" / "_version.py").read_text(), version)
+
+setup(
+    name="hear_vec",
+    version=version["__version__"],
+    description="GPU-vectorized reinforcement-learned speech denoising (PPO/SAC/TD3)",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["hear_vec", "hear_vec.*", "kernels", "kernels.*"]),
+    py_modules=["train", "infer"],
+    install_requires=[
+        "torch>=2.4",
+        "torchaudio>=2.4",
+        "numpy>=1.24",
+        "pandas>=2.0",
+        "torchmetrics>=1.0",
+        "pystoi==0.4.1",
+        "tensorboard>=2.14",
+        "soundfile>=0.12",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "librosa>=0.10",
+            "scipy>=1.10",
+            "PyWavelets>=1.4",
+            "ruff>=0.4",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "hear-vec-train=train:main",
+            "hear-vec-infer=infer:main",
+        ],
+    },
+)
