@@ -1,0 +1,498 @@
+"""Device-resident audio banks and the corpora that draw episode segments from them.
+
+Storage. All audio of a corpus lives in ONE int16 tensor on the device (an :class:`AudioBank`):
+item ``i`` occupies ``data[offsets[i] : offsets[i] + lengths[i]]`` and its float samples are
+``data * scales[i]``. Each item is peak-normalised into int16 (``scale = peak / 32767``) so a
+quiet file keeps 16-bit precision relative to its own peak (quantisation noise ~ -98 dB re peak).
+A paired corpus keeps clean and noisy items in the same bank; a mixing corpus keeps its noise
+in a second, "wrapped" bank (each item followed by its own cyclic continuation) so that crops
+are strided windows even when they wrap around (see :class:`AudioBank`).
+
+Drawing. :meth:`Corpus.draw` turns a key into a batch of segments with static shapes, on the
+corpus device, with no host round trip (compiles with ``torch.compile(fullgraph=True)``). All
+randomness comes from ONE call ``r = hear_vec.rng.randint(key, (B, 6), 2**62)`` (62 random
+bits per entry; one call keeps the compiled graph small), column j feeding:
+
+    j=0  utterance    u ~ U{0 .. U-1}                       (r mod U)
+    j=1  length       L = min(len(u), min_samples + U{0 .. T - min_samples})
+    j=2  crop offset  o ~ U{0 .. len(u) - L}
+    j=3  noise item   n ~ U{0 .. K-1}                       (mixing corpora)
+    j=4  noise offset p ~ U{0 .. len(n) - 1}; noise[t] = bank_n[(p + t) mod len(n)]
+    j=5  SNR          s = lo + (hi - lo) * (r >> 38) / 2**24
+
+Integers are ``r mod high`` (bias below high / 2**62, as in ``rng.randint``).
+
+Mixing (:func:`mix_at_snr`): ``noisy = clean + g * noise`` over the valid part t < L with
+
+    P_c = sum_t clean^2 / L + 1e-6 * P_c,item + 1e-20      (mean square, relative floor)
+    P_n = sum_t noise^2 / L + 1e-6 * P_n,item + 1e-20
+    g   = sqrt(P_c / (P_n * 10^(s / 10)))
+
+so 10 log10(sum clean^2 / sum (g noise)^2) = s up to the floors (< 1e-4 dB unless the segment
+is > 20 dB quieter than its item), and a silent clean segment gives a finite, near-silent mix.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hear_vec import rng
+
+__all__ = ["CorpusError", "Segments", "AudioBank", "DEFAULT_TAIL", "Corpus", "PairedCorpus",
+           "MixingCorpus", "mix_at_snr"]
+
+_INT16_MAX = 32767.0
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be built or used (one-line message)."""
+
+
+@dataclass
+class Segments:
+    """One batch of episode starts, all on the corpus device."""
+
+    clean: Tensor       #: [B, T] float32, zero beyond lengths
+    noisy: Tensor       #: [B, T] float32, zero beyond lengths
+    lengths: Tensor     #: [B] int64, 1 <= lengths <= T
+    snr_db: Tensor      #: [B] float32 (mixing: the drawn SNR; paired: meta.csv snr_db or NaN)
+    utterance: Tensor   #: [B] int64 index into corpus.names
+    noise: Tensor | None = None  #: [B] int64 index into corpus.noise_names (-1: paired data)
+
+
+#: default tail (samples) that lets segments up to this width be cut as strided windows
+DEFAULT_TAIL = 1 << 18
+#: at most this many samples of wrap tails in total for a wrapped bank (64 M = 128 MB int16)
+_WRAP_BUDGET = 1 << 26
+
+
+def _quantise(x: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """float 1-D -> (int16, scale, mean square of the dequantised item)."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    scale = peak / _INT16_MAX
+    if scale > 0:
+        q = np.clip(np.rint(x / scale), -_INT16_MAX, _INT16_MAX).astype(np.int16)
+    else:
+        q = np.zeros(x.shape, dtype=np.int16)
+    power = float(np.mean((q.astype(np.float64) * scale) ** 2)) if x.size else 0.0
+    return q, scale, power
+
+
+class AudioBank:
+    """Items of mono audio packed into one int16 tensor (see the module docstring).
+
+    Attributes: ``data`` int16 [total], ``offsets`` / ``lengths`` int64 [n], ``scales``
+    float32 [n] (sample = data * scale), ``power`` float32 [n] (mean square of each item),
+    ``wrap`` and ``tail``.
+
+    Layout. Plain banks (``wrap=False``, speech) hold the items back to back followed by
+    ``tail`` zeros; wrapped banks (``wrap=True``, noise) follow every item with ``tail``
+    samples that continue it cyclically (``item[j mod len]``). Either way a crop of width
+    ``W <= tail`` starting inside an item is one strided window ``data[first : first + W]``
+    (a row gather of ``data.as_strided((total - W + 1, W), (1, 1))``, no per-sample index
+    tensor); wider crops fall back to per-sample indices (``(p + t) mod len`` when wrapped).
+    A wrapped bank's tails are shortened so that they total at most 64 M samples.
+    """
+
+    def __init__(self, data: Tensor, offsets: Tensor, lengths: Tensor, scales: Tensor,
+                 power: Tensor, wrap: bool = False, tail: int = 0):
+        self.data = data
+        self.offsets = offsets
+        self.lengths = lengths
+        self.scales = scales
+        self.power = power
+        self.wrap = bool(wrap)
+        self.tail = int(tail)
+
+    @classmethod
+    def pack(cls, items: list[Tensor], scales: Tensor, power: Tensor, wrap: bool = False,
+             tail: int = DEFAULT_TAIL) -> AudioBank:
+        """Lay out int16 1-D tensors (each non-empty; sample = value * scale, mean square
+        ``power``) as described in the class docstring."""
+        device = items[0].device
+        if wrap:
+            tail = min(int(tail), _WRAP_BUDGET // len(items))
+        parts = []
+        for q in items:
+            parts.append(q)
+            if wrap and tail > 0:
+                parts.append(q.repeat(-(-tail // q.numel()))[:tail])
+        if not wrap and tail > 0:
+            parts.append(torch.zeros(tail, dtype=torch.int16, device=device))
+        lengths = torch.tensor([q.numel() for q in items], dtype=torch.long, device=device)
+        stored = lengths + (tail if wrap else 0)
+        offsets = torch.cumsum(stored, 0) - stored
+        return cls(torch.cat(parts), offsets, lengths, scales.to(device, torch.float32),
+                   power.to(device, torch.float32), wrap, tail)
+
+    @classmethod
+    def from_arrays(cls, arrays: Sequence[np.ndarray], device: torch.device | str = "cpu",
+                    wrap: bool = False, tail: int = DEFAULT_TAIL) -> AudioBank:
+        """Pack 1-D float arrays (each at least one sample long), peak-normalised to int16."""
+        if len(arrays) == 0:
+            raise CorpusError("an audio bank needs at least one item")
+        items, scales, powers = [], [], []
+        for a in arrays:
+            q, s, p = _quantise(a)
+            if q.size == 0:
+                raise CorpusError("an audio bank item has no samples")
+            items.append(torch.from_numpy(q))
+            scales.append(s)
+            powers.append(p)
+        bank = cls.pack(items, torch.tensor(scales), torch.tensor(powers), wrap, tail)
+        return bank.to(device)  # packed on the host, moved in one copy
+
+    @classmethod
+    def from_padded(cls, audio: Tensor, lengths: Tensor, wrap: bool = False,
+                    tail: int = DEFAULT_TAIL) -> AudioBank:
+        """Pack the rows of ``audio`` [n, N] (valid part ``t < lengths[i]``), on its device."""
+        if audio.dim() != 2 or lengths.shape != audio.shape[:1]:
+            raise ValueError("from_padded expects audio [n, N] and lengths [n]")
+        lengths = lengths.to(device=audio.device, dtype=torch.long)
+        mask = torch.arange(audio.shape[1], device=audio.device) < lengths[:, None]
+        x = torch.where(mask, audio.to(torch.float32), 0.0)
+        scale = x.abs().amax(dim=1) / _INT16_MAX
+        q = torch.where(scale[:, None] > 0, x / scale.clamp_min(1e-30)[:, None], 0.0)
+        q = q.round().clamp(-_INT16_MAX, _INT16_MAX)
+        power = ((q * scale[:, None]) ** 2).sum(1) / lengths.clamp_min(1)
+        q16 = q.to(torch.int16)
+        items = [q16[i, :n] for i, n in enumerate(lengths.tolist())]
+        return cls.pack(items, scale, power, wrap, tail)
+
+    def __len__(self) -> int:
+        return int(self.offsets.shape[0])
+
+    def items(self) -> list[Tensor]:
+        """The int16 items (views into ``data``; host-side helper)."""
+        return [self.data[o:o + n] for o, n in zip(self.offsets.tolist(), self.lengths.tolist())]
+
+    def relayout(self, wrap: bool, tail: int = DEFAULT_TAIL) -> AudioBank:
+        """The same items in another layout (e.g. a plain bank made wrapped for noise)."""
+        return AudioBank.pack([q.clone() for q in self.items()], self.scales, self.power, wrap,
+                              tail)
+
+    def to(self, device: torch.device | str) -> AudioBank:
+        return AudioBank(*(t.to(device) for t in (self.data, self.offsets, self.lengths,
+                                                   self.scales, self.power)),
+                         wrap=self.wrap, tail=self.tail)
+
+    def item(self, index: int) -> Tensor:
+        """Whole item ``index`` as float32 [length] (host-side helper)."""
+        off = int(self.offsets[index])
+        n = int(self.lengths[index])
+        return self.data[off:off + n].to(torch.float32) * self.scales[index]
+
+    def gather(self, items: Tensor, starts: Tensor, lengths: Tensor, width: int,
+               beyond: Tensor | None = None) -> Tensor:
+        """float32 [B, width]: row b holds ``item[starts + t]`` (wrapped banks: modulo the
+        item length) for ``t < lengths[b]`` and zeros beyond. ``starts`` must lie inside the
+        item; ``beyond`` (optional) is the precomputed mask ``t >= lengths``. Static shapes,
+        no host sync."""
+        first = self.offsets[items] + starts
+        if width <= self.tail:
+            windows = self.data.as_strided((self.data.shape[0] - width + 1, width), (1, 1))
+            rows = windows[first]
+        else:
+            t = torch.arange(width, device=starts.device)
+            if self.wrap:
+                n = self.lengths[items][:, None]
+                idx = self.offsets[items][:, None] + torch.remainder(starts[:, None] + t, n)
+            else:
+                idx = (first[:, None] + t).clamp_max(self.data.shape[0] - 1)
+            rows = self.data[idx]
+        if beyond is None:
+            beyond = torch.arange(width, device=starts.device) >= lengths[:, None]
+        out = rows.masked_fill(beyond, 0).to(torch.float32)
+        return out.mul_(self.scales[items][:, None])
+
+
+def mix_at_snr(clean: Tensor, noise: Tensor, snr_db: Tensor, lengths: Tensor,
+               clean_ref: Tensor | None = None, noise_ref: Tensor | None = None
+               ) -> Tensor:
+    """``clean + g * noise`` [B, T] with g chosen so the SNR over t < lengths is ``snr_db``.
+
+    ``clean_ref`` / ``noise_ref`` [B] are reference mean squares (e.g. of the whole items) for
+    the relative floors ``1e-6 * ref`` (see the module docstring). Both inputs must already be
+    zero beyond ``lengths``.
+    """
+    n = lengths.clamp_min(1).to(clean.dtype)
+    pc = torch.linalg.vector_norm(clean, dim=-1) ** 2 / n + 1e-20
+    pn = torch.linalg.vector_norm(noise, dim=-1) ** 2 / n + 1e-20
+    if clean_ref is not None:
+        pc = pc + 1e-6 * clean_ref
+    if noise_ref is not None:
+        pn = pn + 1e-6 * noise_ref
+    gain = torch.sqrt(pc / (pn * torch.pow(10.0, snr_db / 10.0)))
+    return torch.addcmul(clean, noise, gain[:, None])
+
+
+def _random_bits(key: Tensor, num: int) -> Tensor:
+    """[num, 6] int64 uniform in [0, 2**62): every random number one draw needs."""
+    return rng.randint(key, (num, 6), 1 << 62)
+
+
+def _check_key(key: object, device: torch.device) -> Tensor:
+    if not isinstance(key, Tensor):
+        raise ValueError(f"key must be an int64 tensor (hear_vec.rng.make_key), got "
+                         f"{type(key).__name__}")
+    if key.dtype != torch.long or key.dim() != 0:
+        raise ValueError(f"key must be a scalar int64 tensor, got dtype {key.dtype} shape "
+                         f"{tuple(key.shape)}")
+    return key if key.device == device else key.to(device)
+
+
+def _check_sizes(num: int, segment_samples: int, min_samples: int | None) -> tuple[int, int, int]:
+    if not isinstance(num, int) or num < 1:
+        raise ValueError(f"num must be a positive int, got {num!r}")
+    if not isinstance(segment_samples, int) or segment_samples < 1:
+        raise ValueError(f"segment_samples must be a positive int, got {segment_samples!r}")
+    if min_samples is None:
+        min_samples = segment_samples
+    if not isinstance(min_samples, int) or not 1 <= min_samples <= segment_samples:
+        raise ValueError(f"min_samples must be an int in [1, segment_samples={segment_samples}]"
+                         f", got {min_samples!r}")
+    return num, segment_samples, min_samples
+
+
+class Corpus:
+    """A set of utterances to draw episode segments from (abstract).
+
+    Attributes: ``sample_rate`` (Hz), ``names`` (one per utterance), ``device``, ``skipped``
+    (``(path, reason)`` of files left out while loading), ``source`` (a short description).
+    Subclasses provide :meth:`_assemble` and :meth:`_tensors`.
+    """
+
+    sample_rate: int
+    names: list[str]
+    skipped: list[tuple[str, str]]
+    source: str
+
+    def __init__(self, bank: AudioBank, items: Tensor, names: list[str], sample_rate: int,
+                 source: str = "", skipped: list[tuple[str, str]] | None = None):
+        if len(names) == 0:
+            raise CorpusError("the corpus has no utterances")
+        if items.shape != (len(names),):
+            raise ValueError("items must hold one bank item per name")
+        self.bank = bank            #: clean (and, for paired corpora, noisy) audio
+        self.items = items          #: [U] int64 bank item of each utterance's clean audio
+        self.names = list(names)
+        self.sample_rate = int(sample_rate)
+        self.source = source
+        self.skipped = list(skipped or [])
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.items.device
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        seconds = float(self.bank.lengths[self.items].sum()) / self.sample_rate
+        return (f"{type(self).__name__}({len(self)} utterances, {seconds:.1f} s, "
+                f"{self.sample_rate} Hz, device={self.device}, source={self.source!r})")
+
+    def utterance_lengths(self) -> Tensor:
+        """[U] int64 samples of each utterance (on the device)."""
+        return self.bank.lengths[self.items]
+
+    def _tensors(self) -> dict[str, object]:
+        """Attributes holding tensors or banks (moved by :meth:`to`)."""
+        return {"bank": self.bank, "items": self.items}
+
+    def _subset_tensors(self, index: Tensor) -> dict[str, Tensor]:
+        """Per-utterance tensor attributes restricted to ``index``."""
+        return {"items": self.items[index]}
+
+    def to(self, device: torch.device | str) -> Corpus:
+        """A copy with every tensor on ``device`` (the same object if already there)."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device == self.device:
+            return self
+        out = copy.copy(self)
+        for name, value in self._tensors().items():
+            setattr(out, name, value.to(device))
+        return out
+
+    def subset(self, indices: Sequence[int]) -> Corpus:
+        """A corpus over the utterances ``indices`` (sharing the banks)."""
+        idx = [int(i) for i in indices]
+        if not idx:
+            raise CorpusError("a corpus subset needs at least one utterance")
+        index = torch.tensor(idx, dtype=torch.long, device=self.device)
+        out = copy.copy(self)
+        for name, value in self._subset_tensors(index).items():
+            setattr(out, name, value)
+        out.names = [self.names[i] for i in idx]
+        self._subset_host(out, idx)
+        return out
+
+    def _subset_host(self, out: Corpus, idx: list[int]) -> None:
+        """Restrict host-side per-utterance lists of ``out`` (hook for subclasses)."""
+
+    def split(self, valid_fraction: float = 0.1, seed: int = 0) -> tuple[Corpus, Corpus]:
+        """(train, valid) disjoint by utterance: a seeded permutation (hear_vec.rng) puts
+        ``max(1, round(valid_fraction * U))`` utterances in valid; each part keeps the
+        corpus order. Noise banks of mixing corpora are shared by both parts."""
+        if not 0.0 < float(valid_fraction) < 1.0:
+            raise ValueError(f"valid_fraction must lie in (0, 1), got {valid_fraction}")
+        total = len(self)
+        if total < 2:
+            raise CorpusError(f"cannot split a corpus of {total} utterance(s)")
+        n_valid = min(total - 1, max(1, round(float(valid_fraction) * total)))
+        scores = rng.uniform(rng.make_key(seed), (total,), dtype=torch.float64)
+        perm = torch.argsort(scores, stable=True).tolist()
+        valid = sorted(perm[:n_valid])
+        train = sorted(perm[n_valid:])
+        return self.subset(train), self.subset(valid)
+
+    # -- drawing -----------------------------------------------------------------------------
+    def draw(self, key: Tensor, num: int, segment_samples: int,
+             min_samples: int | None = None) -> Segments:
+        """``num`` segments of at most ``segment_samples`` samples (see the module docstring).
+
+        Each row: utterance uniform; length uniform in [min_samples, segment_samples] capped
+        by the utterance's length (``min_samples`` None means ``segment_samples``); crop
+        offset uniform within the utterance. Runs on the corpus device without host syncs;
+        the same key gives the same segments.
+        """
+        num, seg, lo = _check_sizes(num, segment_samples, min_samples)
+        bits = _random_bits(_check_key(key, self.device), num)
+        u = torch.remainder(bits[:, 0], len(self))
+        ulen = self.bank.lengths[self.items[u]]
+        want = lo + torch.remainder(bits[:, 1], seg - lo + 1)
+        lengths = torch.minimum(want, ulen)
+        start = torch.remainder(bits[:, 2], ulen - lengths + 1)
+        return self._assemble(bits, u, start, lengths, seg)
+
+    def _assemble(self, bits: Tensor, u: Tensor, start: Tensor, lengths: Tensor,
+                  width: int) -> Segments:
+        """Segments for the chosen rows; ``bits`` [B, 6] are the draw's random integers."""
+        raise NotImplementedError
+
+    def utterance_audio(self, index: int) -> tuple[Tensor, Tensor]:
+        """Whole (clean, noisy) float32 [length] of utterance ``index`` on the corpus device
+        (host-side use, e.g. evaluation). Mixing corpora mix it deterministically: noise item,
+        offset and SNR come from ``fold_in(make_key(seed), bank item)``, so an utterance is
+        mixed alike in a corpus and in its split parts."""
+        seg = self.utterance_segments(index)
+        n = int(seg.lengths[0])
+        return seg.clean[0, :n], seg.noisy[0, :n]
+
+    def utterance_segments(self, index: int) -> Segments:
+        """Utterance ``index`` whole, as a one-row :class:`Segments` (with snr and noise)."""
+        if not 0 <= int(index) < len(self):
+            raise IndexError(f"utterance index {index} out of range for {len(self)} utterances")
+        u = torch.tensor([int(index)], dtype=torch.long, device=self.device)
+        item = int(self.items[int(index)])
+        n = int(self.bank.lengths[item])
+        lengths = torch.tensor([n], dtype=torch.long, device=self.device)
+        key = rng.fold_in(rng.make_key(getattr(self, "seed", 0), self.device), item)
+        return self._assemble(_random_bits(key, 1), u, torch.zeros_like(lengths), lengths, n)
+
+    def utterance_meta(self, index: int) -> dict[str, object]:
+        """Host-side facts about utterance ``index`` (name, snr_db, sources, duration_sec)."""
+        seg = self.utterance_segments(index)
+        return {"utt_id": self.names[index], "snr_db": float(seg.snr_db[0]),
+                "duration_sec": int(seg.lengths[0]) / self.sample_rate}
+
+
+class PairedCorpus(Corpus):
+    """Recorded (clean, noisy) pairs: both in one bank; ``noisy_items[u]`` is the bank item of
+    utterance u's noisy audio, of the same length as its clean item. ``snr`` [U] float32 holds
+    meta.csv's snr_db (NaN where unknown); ``meta`` a host-side dict per utterance (extra
+    meta.csv columns such as clean_source / noise_source)."""
+
+    def __init__(self, bank: AudioBank, items: Tensor, noisy_items: Tensor, names: list[str],
+                 sample_rate: int, snr: Tensor | None = None,
+                 meta: list[dict[str, object]] | None = None, source: str = "",
+                 skipped: list[tuple[str, str]] | None = None):
+        super().__init__(bank, items, names, sample_rate, source, skipped)
+        self.noisy_items = noisy_items
+        if snr is None:
+            snr = torch.full((len(names),), math.nan, dtype=torch.float32, device=items.device)
+        self.snr = snr.to(device=items.device, dtype=torch.float32)
+        self.meta = list(meta) if meta is not None else [{} for _ in names]
+
+    def _tensors(self) -> dict[str, object]:
+        return {**super()._tensors(), "noisy_items": self.noisy_items, "snr": self.snr}
+
+    def _subset_tensors(self, index: Tensor) -> dict[str, Tensor]:
+        return {**super()._subset_tensors(index), "noisy_items": self.noisy_items[index],
+                "snr": self.snr[index]}
+
+    def _subset_host(self, out: Corpus, idx: list[int]) -> None:
+        out.meta = [self.meta[i] for i in idx]
+
+    def _assemble(self, bits: Tensor, u: Tensor, start: Tensor, lengths: Tensor,
+                  width: int) -> Segments:
+        beyond = torch.arange(width, device=u.device) >= lengths[:, None]
+        clean = self.bank.gather(self.items[u], start, lengths, width, beyond)
+        noisy = self.bank.gather(self.noisy_items[u], start, lengths, width, beyond)
+        return Segments(clean, noisy, lengths, self.snr[u], u, torch.full_like(u, -1))
+
+    def utterance_meta(self, index: int) -> dict[str, object]:
+        out = dict(self.meta[index])
+        out.update(super().utterance_meta(index))
+        return out
+
+
+class MixingCorpus(Corpus):
+    """Clean utterances mixed on the fly with items of a noise bank at SNRs drawn uniformly
+    from ``snr_range`` (dB). ``noise_names`` names the noise items; ``seed`` fixes the
+    mixing of :meth:`utterance_audio`."""
+
+    def __init__(self, bank: AudioBank, noise_bank: AudioBank, names: list[str],
+                 noise_names: list[str], sample_rate: int,
+                 snr_range: tuple[float, float] = (-5.0, 15.0), seed: int = 0,
+                 items: Tensor | None = None, source: str = "",
+                 skipped: list[tuple[str, str]] | None = None):
+        if items is None:
+            items = torch.arange(len(names), dtype=torch.long, device=bank.offsets.device)
+        super().__init__(bank, items, names, sample_rate, source, skipped)
+        lo, hi = (float(v) for v in snr_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise CorpusError(f"snr_range must be two finite numbers LO <= HI, got {snr_range}")
+        if len(noise_bank) == 0 or len(noise_names) != len(noise_bank):
+            raise CorpusError("a mixing corpus needs a non-empty noise bank with one name per item")
+        if not noise_bank.wrap:
+            noise_bank = noise_bank.relayout(wrap=True, tail=max(noise_bank.tail, DEFAULT_TAIL))
+        self.noise_bank = noise_bank
+        self.noise_names = list(noise_names)
+        self.snr_range = (lo, hi)
+        self.seed = int(seed)
+
+    def _tensors(self) -> dict[str, object]:
+        return {**super()._tensors(), "noise_bank": self.noise_bank}
+
+    def _assemble(self, bits: Tensor, u: Tensor, start: Tensor, lengths: Tensor,
+                  width: int) -> Segments:
+        item = self.items[u]
+        beyond = torch.arange(width, device=u.device) >= lengths[:, None]
+        clean = self.bank.gather(item, start, lengths, width, beyond)
+        k = torch.remainder(bits[:, 3], len(self.noise_bank))
+        offset = torch.remainder(bits[:, 4], self.noise_bank.lengths[k])
+        noise = self.noise_bank.gather(k, offset, lengths, width, beyond)
+        lo, hi = self.snr_range
+        snr = lo + (hi - lo) * ((bits[:, 5] >> 38).to(torch.float32) * (1.0 / (1 << 24)))
+        noisy = mix_at_snr(clean, noise, snr, lengths, self.bank.power[item],
+                           self.noise_bank.power[k])
+        return Segments(clean, noisy, lengths, snr, u, k)
+
+    def utterance_meta(self, index: int) -> dict[str, object]:
+        seg = self.utterance_segments(index)
+        return {"utt_id": self.names[index], "snr_db": float(seg.snr_db[0]),
+                "clean_source": self.names[index],
+                "noise_source": self.noise_names[int(seg.noise[0])],
+                "duration_sec": int(seg.lengths[0]) / self.sample_rate}
