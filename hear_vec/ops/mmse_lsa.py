@@ -1,0 +1,141 @@
+"""Log-spectral-amplitude MMSE estimator (Ephraim & Malah 1985) with decision-directed
+a-priori SNR.
+
+Noise PSD. Per bin, from the q = 0.2 quantile of |X| over the row's valid frames, corrected
+for the bias of a low quantile of Gaussian noise (|X|^2 of complex Gaussian noise of power
+lambda is exponential, so its q-quantile is -ln(1 - q) lambda):
+
+    lambda[f] = Q_0.2(|X[f, .]|)^2 / (-ln 0.8) (1 + 2 b f / (F - 1))
+
+band_mix b tilts the estimate up towards high frequencies as in spectral_sub and wiener. A
+relative floor of 1e-10 x the row's mean power keeps the ratio finite without breaking scale
+invariance. (The quantile reads the same sort of |X| that spectral_sub and spectral_gate use.)
+Why a quantile: it needs no voice-activity decision and no per-row selection of frames, and
+on dev audio (20 clips, each with one of the 7 noises, at 0 and 5 dB) q = 0.1, 0.2, 0.35 and
+0.5 gave the same mean SI-SDR gain within 0.15 dB; 0.2 leaves room for speech in up to ~80 %
+of a bin's frames.
+
+Recursion over frames n (eager: a Python loop over the fixed frame count; under torch.compile:
+torch.scan. Per-row padded frames come after the valid ones, so they never influence them):
+
+    gamma_n = P_n / lambda                                    (a-posteriori SNR)
+    xi_n    = max(a G_{n-1}^2 gamma_{n-1} + (1 - a) max(gamma_n - 1, 0), xi_min)
+              (xi_0 = max(gamma_0 - 1, xi_min))
+    v_n     = xi_n gamma_n / (1 + xi_n)
+    G_n     = min(1, xi_n / (1 + xi_n) exp(E1(v_n) / 2))        (never amplify)
+
+with a = 0.9 + 0.09 m (m = 8/9 gives the textbook 0.98) and xi_min = -25 dB.
+Strength s blends the estimator in: the applied gain is 1 - s (1 - G), so s = 0 is exactly the
+identity and s = 1 is the plain LSA estimator.
+
+E1 (torch has none): :func:`exp1`, the power series for x <= 1 and Abramowitz & Stegun 5.1.56
+(a rational approximation of x e^x E1(x), |error| < 2e-8, i.e. < 4e-8 relative) above.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from hear_vec.ops._common import Spec, apply_spectral, bin_tilt, knob, quantile
+
+__all__ = ["mmse_lsa", "mmse_lsa_gain", "exp1"]
+
+_EULER = 0.57721566490153286061
+_SERIES = tuple((-1.0) ** (k + 1) / (k * math.factorial(k)) for k in range(1, 14))
+# Abramowitz & Stegun 5.1.56, 1 <= x < inf: x e^x E1(x) = num(x) / den(x)
+_NUM = (8.5733287401, 18.0590169730, 8.6347608925, 0.2677737343)
+_DEN = (9.5733223454, 25.6329561486, 21.0996530827, 3.9584969228)
+
+NOISE_QUANTILE = 0.2
+XI_MIN = 10.0 ** (-25.0 / 10.0)
+
+
+def exp1(x: Tensor) -> Tensor:
+    """Exponential integral E1(x) = int_x^inf e^-t / t dt, elementwise (inf at x <= 0).
+
+    x <= 1: E1 = -gamma - ln x + sum_{k=1}^{13} (-1)^(k+1) x^k / (k k!)   (truncation < 1e-12)
+    x > 1:  E1 = e^-x / x * (x^4 + a1 x^3 + ... + a4) / (x^4 + b1 x^3 + ... + b4)   (A&S 5.1.56)
+    Relative error < 4e-8 in float64 (float32: a few ulp, < 1e-6).
+    """
+    out = _exp1_positive(x.clamp_min(torch.finfo(x.dtype).tiny))
+    return torch.where(x > 0, out, torch.full_like(out, float("inf")))
+
+
+def _exp1_positive(x: Tensor) -> Tensor:
+    """:func:`exp1` for x > 0 (no check)."""
+    small = x.clamp_max(1.0)
+    acc = small * _SERIES[-1]
+    for c in reversed(_SERIES[:-1]):  # Horner: sum_k c_k x^k = x (c_1 + x (c_2 + ...))
+        acc = (acc + c) * small
+    e_small = acc - torch.log(small) - _EULER
+    big = x.clamp(1.0, 800.0)  # E1 underflows to 0 well before 800 even in float64
+    num = (((big + _NUM[0]) * big + _NUM[1]) * big + _NUM[2]) * big + _NUM[3]
+    den = (((big + _DEN[0]) * big + _DEN[1]) * big + _DEN[2]) * big + _DEN[3]
+    e_big = torch.exp(-big) * num / (big * den)
+    return torch.where(x <= 1.0, e_small, e_big)
+
+
+def lsa_gain(xi: Tensor, gamma: Tensor) -> Tensor:
+    """Ephraim-Malah LSA gain min(1, xi / (1 + xi) exp(E1(v) / 2)), v = xi gamma / (1 + xi)."""
+    r = xi / (1.0 + xi)
+    v = (r * gamma).clamp_min(1e-30)
+    return (r * torch.exp(0.5 * _exp1_positive(v))).clamp_max(1.0)
+
+
+def mmse_lsa_gain(spec: Spec, knobs: Tensor) -> Tensor:
+    """Real gain (B, F, N) of the LSA estimator on a shared analysis."""
+    s, m, b = knob(knobs, 0), knob(knobs, 1), knob(knobs, 2)
+    power = spec.mag.square()
+    q = quantile(spec, NOISE_QUANTILE)
+    noise = q.square() / -math.log1p(-NOISE_QUANTILE) * bin_tilt(b, power.shape[-2])
+    fm = spec.fmask.to(power.dtype)
+    row_mean = (power * fm).sum((-2, -1), keepdim=True) / (spec.count * power.shape[-2])
+    noise = torch.maximum(noise, 1e-10 * row_mean)
+    gamma = torch.where(noise > 0, power / noise.masked_fill(noise == 0, 1.0),
+                        torch.zeros_like(power)).clamp_max(1e12)
+    gamma = gamma.permute(2, 0, 1).contiguous()  # (N, B, F): one contiguous slab per frame
+    alpha = (0.9 + 0.09 * m).reshape(-1, 1)  # (B, 1) decision-directed smoothing
+    wet = (1.0 - alpha) * (gamma - 1.0).clamp_min(0.0)  # (1 - a) max(gamma - 1, 0)
+    gains = _recursion(gamma, wet, alpha)
+    return 1.0 - s * (1.0 - gains.permute(1, 2, 0))
+
+
+def _step(prev: Tensor, gamma_n: Tensor, wet_n: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
+    """One frame: xi = a prev + wet, gain, and the next prev = G^2 gamma (= A^2 / lambda)."""
+    xi = torch.addcmul(wet_n, alpha, prev).clamp_min(XI_MIN)
+    gain = lsa_gain(xi, gamma_n)
+    return gain * gain * gamma_n, gain
+
+
+def _recursion(gamma: Tensor, wet: Tensor, alpha: Tensor) -> Tensor:
+    """Gains (N, B, F) of the decision-directed recursion over frames.
+
+    Eager: a Python loop over the fixed frame count. Under torch.compile: ``torch.scan`` (the
+    same step), so the graph holds one step instead of N unrolled ones -- an unrolled 126-frame
+    loop took ~14 min to compile with inductor on the CPU, the scan ~20 s."""
+    first = lsa_gain(gamma[0].sub(1.0).clamp_min(XI_MIN), gamma[0])  # xi_0 = max(g_0 - 1, min)
+    prev = first * first * gamma[0]
+    if gamma.shape[0] == 1:
+        return first.unsqueeze(0)
+    if torch.compiler.is_compiling():
+        from torch._higher_order_ops.scan import scan
+
+        def body(carry: Tensor, xs: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+            return _step(carry, xs[0], xs[1], alpha)
+
+        _, rest = scan(body, prev, (gamma[1:], wet[1:]))
+        return torch.cat([first.unsqueeze(0), rest])
+    gains = torch.empty_like(gamma)
+    gains[0] = first
+    for n in range(1, gamma.shape[0]):  # fixed frame count: the decision-directed recursion
+        prev, gains[n] = _step(prev, gamma[n], wet[n], alpha)
+    return gains
+
+
+def mmse_lsa(audio: Tensor, knobs: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """LSA-MMSE denoising of audio (..., T) with knobs (..., 3) = (strength, smoothing,
+    band_mix) in [0, 1] and optional lengths (...,); returns (..., T), zero beyond lengths."""
+    return apply_spectral(mmse_lsa_gain, audio, knobs, lengths, need_sorted=True)

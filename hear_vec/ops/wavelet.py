@@ -1,0 +1,177 @@
+"""Wavelet shrinkage: Daubechies-8, periodization, full depth (the seed's, batched).
+
+Transform (matches ``pywt.wavedec`` / ``pywt.waverec`` with ``mode='periodization'``).
+One analysis step maps a row of length L to ceil(L/2) approximation and detail coefficients:
+
+    a[k] = sum_n lo[n] x~[(2k + 8 - n) mod P],   d[k] = sum_n hi[n] x~[(2k + 8 - n) mod P]
+
+with P = L rounded up to even and x~ = x extended by repeating its last sample when L is odd
+(pywt's periodization), lo = db8 dec_lo (16 taps), hi[n] = (-1)^(n+1) lo[15 - n]. Synthesis
+is the transpose (the periodized transform is orthogonal on length P), cut back to L. The
+wrap uses each row's *own* length (per-row modular gather indices), so a row padded into a
+longer batch with ``lengths`` is decomposed exactly as its unpadded self; shapes stay static
+(level j has ceil(T / 2^j) slots, slots beyond a row's own ceil(L / 2^j) are zero).
+
+Depth. A row of length L gets J = pywt.dwt_max_level(L, 16) = floor(log2(floor(L / 15))) levels
+(0 below 30 samples: such rows are returned unchanged); the batch runs max J levels and masks
+the deeper levels per row.
+
+Shrinkage. Detail levels are numbered j = 1 (finest, ceil(L/2) coefficients) .. J (coarsest).
+    sigma  = median(|d_1|) / 0.6745                       (finest detail band, valid coefs)
+    lambda = s sigma sqrt(2 ln L)                          (universal threshold, n = L samples)
+    w_j    = m ((J - j + 1) / J) (0.5 + b / 2)            (finest level: m (0.5 + b/2))
+    d_j   <- (1 - w_j) d_j + w_j soft(d_j, lambda),  soft(d, t) = sign(d) max(|d| - t, 0)
+The approximation is untouched. (J - j + 1 is the position of d_j in pywt.wavedec's list
+[cA_J, cD_J, ..., cD_1], which the seed enumerated from 1.) Note that m = 0 or s = 0 is the
+identity: the seed's strength only acts through the blend. The output is x + waverec(delta),
+delta = w_j (soft(d_j) - d_j) = -w_j sign(d_j) min(|d_j|, lambda), so it is the input bit for
+bit when nothing is shrunk, and equal to waverec(shrunk coefficients) up to rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hear_vec.ops._common import finish, prepare, quantile_sorted, sort_valid
+
+__all__ = ["wavelet", "dwt", "idwt", "wavedec", "waverec", "max_level", "wavelet_flat",
+           "DB8_DEC_LO"]
+
+#: Daubechies-8 decomposition low-pass filter (pywt.Wavelet('db8').dec_lo).
+DB8_DEC_LO = (
+    -0.00011747678412476953, 0.0006754494064505693, -0.00039174037337694705,
+    -0.004870352993451574, 0.008746094047405777, 0.013981027917398282,
+    -0.044088253930794755, -0.017369301001807547, 0.12874742662047847,
+    0.0004724845739132828, -0.2840155429615469, -0.015829105256349306,
+    0.5853546836542067, 0.6756307362972898, 0.31287159091429995, 0.05441584224310401,
+)
+_TAPS = len(DB8_DEC_LO)
+_SHIFT = 8  # a[k] reads x[(2k + 8 - n) mod P]
+_filter_cache: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+
+
+def _weight(like: Tensor) -> Tensor:
+    """conv weight (2, 1, 16): flipped (lo, hi), so conv1d computes sum_n h[n] x[2k + 15 - n]."""
+    key = (like.device, like.dtype)
+    w = None if torch.compiler.is_compiling() else _filter_cache.get(key)
+    if w is None:
+        hi = [(-1.0) ** (n + 1) * DB8_DEC_LO[_TAPS - 1 - n] for n in range(_TAPS)]
+        w = torch.tensor([DB8_DEC_LO[::-1], hi[::-1]], dtype=like.dtype, device=like.device)
+        w = w.unsqueeze(1)
+        if not torch.compiler.is_compiling():  # a cache write inside a graph would re-guard
+            _filter_cache[key] = w
+    return w
+
+
+def max_level(length: int) -> int:
+    """pywt.dwt_max_level(length, 16) for a Python int: floor(log2(length // 15)), 0 if < 15."""
+    q = length // (_TAPS - 1)
+    return q.bit_length() - 1 if q >= 1 else 0
+
+
+def _row_levels(lengths: Tensor, levels: int) -> Tensor:
+    """pywt.dwt_max_level per row (B,) long, without floats: #{j <= levels : 15 2^j <= L}."""
+    j = torch.arange(1, levels + 1, device=lengths.device)
+    return ((_TAPS - 1) * 2**j <= lengths.unsqueeze(-1)).sum(-1)
+
+
+def _half(lengths: Tensor) -> Tensor:
+    return torch.div(lengths + 1, 2, rounding_mode="floor")
+
+
+def dwt(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """One periodized db8 analysis step of rows x (B, T) of own lengths (B,) ->
+    (a, d), each (B, ceil(T/2)), zero beyond each row's ceil(L/2)."""
+    batch, time = x.shape
+    half = (time + 1) // 2
+    ell = lengths.clamp_min(1).unsqueeze(-1)
+    period = ell + ell % 2
+    j = torch.arange(2 * half + _TAPS - 2, device=x.device)
+    src = torch.minimum(torch.remainder(j + (_SHIFT - _TAPS + 1), period), ell - 1)
+    ext = x.gather(-1, src)  # (B, 2 half + 14): x~ read with the row's own period
+    coef = F.conv1d(ext.unsqueeze(1), _weight(x), stride=2)  # (B, 2, half)
+    keep = torch.arange(half, device=x.device) < _half(lengths).unsqueeze(-1)
+    coef = coef * keep.unsqueeze(1).to(coef.dtype)
+    return coef[:, 0], coef[:, 1]
+
+
+def idwt(a: Tensor, d: Tensor, lengths: Tensor, time: int) -> Tensor:
+    """Periodized db8 synthesis (transpose of :func:`dwt`): coefficients (B, K), zero beyond
+    each row's ceil(L/2), -> rows (B, time) of own lengths L (B,), zero beyond L."""
+    coef = torch.stack([a, d], dim=1)  # (B, 2, K)
+    z = F.conv_transpose1d(coef, _weight(a), stride=2).squeeze(1)  # (B, 2K + 14)
+    ell = lengths.clamp_min(1).unsqueeze(-1)
+    period = ell + ell % 2
+    m = torch.arange(time, device=a.device)
+    # sample m collects z[i] for every i with (i - 7) mod P == m: i = (m + 7) mod P (+ P)
+    i1 = torch.remainder(m + (_TAPS - 1 - _SHIFT), period)  # (B, time)
+    i2 = i1 + period
+    size = z.shape[-1]
+    out = z.gather(-1, i1.clamp_max(size - 1)) * (i1 < size).to(z.dtype)
+    out = out + z.gather(-1, i2.clamp_max(size - 1)) * (i2 < size).to(z.dtype)
+    return out * (m < lengths.unsqueeze(-1)).to(out.dtype)
+
+
+def wavedec(x: Tensor, lengths: Tensor | None = None, levels: int | None = None
+            ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """Multi-level decomposition of x (B, T) -> (approximation, [d_1 (finest) .. d_J],
+    [row lengths of levels 0..J]). J = ``levels`` or max_level(T); rows are decomposed to the
+    full J (use :func:`_row_levels` for each row's own depth)."""
+    time = x.shape[-1]
+    if lengths is None:
+        lengths = torch.full(x.shape[:1], time, dtype=torch.long, device=x.device)
+    levels = max_level(time) if levels is None else levels
+    a, ell = x, lengths
+    details, sizes = [], [lengths]
+    for _ in range(levels):  # static loop over levels
+        a, d = dwt(a, ell)
+        ell = _half(ell)
+        details.append(d)
+        sizes.append(ell)
+    return a, details, sizes
+
+
+def waverec(a: Tensor, details: list[Tensor], sizes: list[Tensor], time: int) -> Tensor:
+    """Inverse of :func:`wavedec` (pywt.waverec semantics, output cut to each row's length)."""
+    slots = [time]
+    for _ in details:
+        slots.append((slots[-1] + 1) // 2)
+    for j in range(len(details), 0, -1):  # coarsest first
+        a = idwt(a, details[j - 1], sizes[j - 1], slots[j - 1])
+    return a
+
+
+def wavelet(audio: Tensor, knobs: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """Wavelet shrinkage of audio (..., T) with knobs (..., 3) = (strength, smoothing,
+    band_mix) in [0, 1] and optional lengths (...,); returns (..., T), zero beyond lengths."""
+    x, k, lens, batch_shape = prepare(audio, knobs, lengths)
+    return finish(wavelet_flat(x, k, lens), batch_shape)
+
+
+def wavelet_flat(x: Tensor, knobs: Tensor, lengths: Tensor | None) -> Tensor:
+    """:func:`wavelet` on validated (B, T) audio (zero beyond lengths) and clamped (B, 3) knobs."""
+    batch, time = x.shape
+    levels = max_level(time)
+    if levels == 0:
+        return x
+    if lengths is None:
+        lengths = torch.full((batch,), time, dtype=torch.long, device=x.device)
+    a, details, sizes = wavedec(x, lengths, levels)
+    depth = _row_levels(lengths, levels).to(x.dtype).unsqueeze(-1)  # (B, 1) J per row
+    s, m, b = knobs[:, 0:1], knobs[:, 1:2], knobs[:, 2:3]
+    finest = details[0]
+    valid1 = torch.arange(finest.shape[-1], device=x.device) < sizes[1].unsqueeze(-1)
+    ordered = sort_valid(finest.abs(), valid1)
+    sigma = quantile_sorted(ordered, sizes[1].unsqueeze(-1), 0.5) / 0.6745  # (B, 1)
+    n = lengths.clamp_min(1).to(x.dtype).unsqueeze(-1)
+    lam = s * sigma * torch.sqrt(2.0 * torch.log(n))  # (B, 1)
+    deltas = []
+    for j, d in enumerate(details, start=1):
+        pos = depth - (j - 1)  # J - j + 1: 1 for the coarsest detail, J for the finest
+        w = m * (pos / depth.clamp_min(1.0)) * (0.5 + 0.5 * b) * (pos >= 1).to(x.dtype)
+        deltas.append(-w * torch.sign(d) * torch.minimum(d.abs(), lam))
+    zero = torch.zeros_like(a)
+    return x + waverec(zero, deltas, sizes, time)
+
