@@ -1,0 +1,380 @@
+"""DenoiseEnv: thousands of denoising episodes stepped together on one device.
+
+Each episode takes one noisy segment and applies exactly ``max_steps`` denoisers in a chain.
+An action row is (method id, strength, smoothing, band_mix). The reward of a step is
+
+    r = ΔSI-SDR / reward_scale + stoi_weight · ΔSTOI + estoi_weight · ΔESTOI + diversity
+
+where ΔSI-SDR is against the previous step (so the SI-SDR part of an episode telescopes to
+final − start), ΔSTOI/ΔESTOI are taken on measuring steps only (every ``quality_interval``
+steps and the last; only the last when the interval is 0), each against the previous
+measured value (the noisy segment's at the start), and diversity is +w when the method
+changes, −w/2 when it repeats and 0 on the first step.
+
+State is an explicit dataclass of batched tensors (gymnax style). ``step`` is a pure function
+of (state, action) plus two host-side flags — *does any row finish now*, *does any row measure
+STOI now* — that follow from the episode clock alone: every row starts together at
+``reset()`` and episodes have a fixed length, so all rows share the same step index, known on
+the host without reading the device. The flags only skip work no row needs (the fresh draw,
+the STOI pass); which rows reset or measure is still decided by masks on the per-row step
+counter, and a reset is a masked select of freshly drawn rows (new randomness from the
+counter-based key), never a branch on tensor values. ``terminated`` is True at the last step;
+``truncated`` stays a separate (all-False) tensor. Nothing in ``step`` reads the device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hear_vec import rng
+from hear_vec.agents.common import ActionSpec
+from hear_vec.data import Corpus, Segments, load_corpus
+from hear_vec.env.observation import (
+    NUM_FEATURES,
+    RunningNormalizer,
+    build_observation,
+    observation_dim,
+)
+from hear_vec.features import extract_features
+from hear_vec.metrics import si_sdr, stoi
+from hear_vec.ops import METHODS, denoise
+
+__all__ = ["EnvState", "DenoiseEnv", "EPISODE_STATS"]
+
+#: names of the on-device episode accumulators (see :meth:`DenoiseEnv.episode_stats`)
+EPISODE_STATS = ("episodes", "return", "return_sq", "si_sdr_gain", "stoi_gain", "estoi_gain")
+
+
+@dataclass
+class EnvState:
+    """Batched state of ``num_envs`` episodes (all tensors on the env's device)."""
+
+    clean: Tensor            # [B, T] reference speech of the segment
+    noisy: Tensor            # [B, T] the episode's input
+    current: Tensor          # [B, T] audio after the steps taken so far
+    lengths: Tensor          # [B] valid samples
+    step: Tensor             # [B] steps taken in the episode
+    prev_method: Tensor      # [B] method of the last step (−1 before the first)
+    prev_knobs: Tensor       # [B, 3] knobs of the last step (0 before the first)
+    noisy_features: Tensor   # [B, 133] features of the noisy segment (computed once per reset)
+    si_sdr_start: Tensor     # [B] SI-SDR of the noisy segment
+    si_sdr: Tensor           # [B] SI-SDR of the current audio
+    stoi_start: Tensor       # [B] STOI of the noisy segment (0 when STOI is not tracked)
+    stoi: Tensor             # [B] last measured STOI
+    estoi_start: Tensor      # [B]
+    estoi: Tensor            # [B]
+    episode_return: Tensor   # [B] reward summed over the episode so far
+    draws: Tensor            # [] number of fresh draws so far (the RNG counter)
+    stats: Tensor            # [len(EPISODE_STATS)] float64 accumulators over finished episodes
+
+    def where(self, mask: Tensor, other: EnvState) -> EnvState:
+        """Rows of ``self`` where mask [B] is True, of ``other`` elsewhere; the unbatched
+        ``draws`` and ``stats`` come from ``self``."""
+        out = {}
+        for field in dataclasses.fields(self):
+            a, b = getattr(self, field.name), getattr(other, field.name)
+            if field.name in ("draws", "stats"):
+                out[field.name] = a
+            else:
+                m = mask.reshape(mask.shape + (1,) * (a.dim() - 1))
+                out[field.name] = torch.where(m, a, b)
+        return EnvState(**out)
+
+
+class DenoiseEnv:
+    """Vectorized denoising environment (see the module docstring for the reward).
+
+    Args:
+        data: "synthetic", a meta.csv path, a clean/+noisy/ folder, or a Corpus.
+        num_envs: episodes stepped together (B).
+        device: where everything lives.
+        max_steps: denoisers per episode (episode length).
+        reward_scale: divides the SI-SDR gain (dB).
+        stoi_weight, estoi_weight: weights of the STOI / ESTOI gains.
+        quality_interval: measure STOI/ESTOI every this many steps (and at the last);
+            0 = only at the last step.
+        diversity_weight: w of the method-diversity term.
+        segment_seconds: longest segment; lengths vary per reset in
+            [min_segment_seconds, segment_seconds] (capped by the utterance).
+        seed: seeds the counter-based RNG of all draws.
+        track_quality: compute STOI and ESTOI on measuring steps even with zero weight
+            (for evaluation statistics); default: only the terms that carry weight.
+        normalizer: share a RunningNormalizer (e.g. an evaluation env uses the training
+            env's); ``update_normalizer`` decides whether steps update it.
+        compile: run reset and step under ``torch.compile(fullgraph=True)`` with
+            ``compile_backend`` ("inductor"; "aot_eager" traces the same graph without code
+            generation, for quick checks).
+        corpus options: clean_dir, noise_dir, snr_range, sample_rate (see load_corpus).
+    """
+
+    def __init__(
+        self,
+        data: str | Path | Corpus = "synthetic",
+        num_envs: int = 64,
+        device: str | torch.device = "cpu",
+        max_steps: int = 3,
+        reward_scale: float = 5.0,
+        stoi_weight: float = 0.0,
+        estoi_weight: float = 0.0,
+        quality_interval: int = 0,
+        diversity_weight: float = 0.0,
+        segment_seconds: float = 2.0,
+        min_segment_seconds: float = 1.0,
+        seed: int = 0,
+        track_quality: bool = False,
+        normalizer: RunningNormalizer | None = None,
+        update_normalizer: bool = True,
+        compile: bool = False,
+        compile_backend: str = "inductor",
+        clean_dir: str | Path | None = None,
+        noise_dir: str | Path | None = None,
+        snr_range: tuple[float, float] = (-5.0, 15.0),
+        sample_rate: int = 16000,
+    ) -> None:
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        if int(max_steps) < 1:
+            raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        if not reward_scale > 0:
+            raise ValueError(f"reward_scale must be positive, got {reward_scale}")
+        if int(quality_interval) < 0:
+            raise ValueError(f"quality_interval must be >= 0, got {quality_interval}")
+        if not 0 < min_segment_seconds <= segment_seconds:
+            raise ValueError("need 0 < min_segment_seconds <= segment_seconds, got "
+                             f"{min_segment_seconds} and {segment_seconds}")
+        for name, value in (("stoi_weight", stoi_weight), ("estoi_weight", estoi_weight),
+                            ("diversity_weight", diversity_weight)):
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
+        self.device = torch.device(device)
+        self.corpus = (data.to(self.device) if isinstance(data, Corpus) else
+                       load_corpus(data, clean_dir=clean_dir, noise_dir=noise_dir,
+                                   snr_range=snr_range, sample_rate=sample_rate,
+                                   device=self.device, seed=seed))
+        self.sample_rate = self.corpus.sample_rate
+        self.num_envs = int(num_envs)
+        self.max_steps = int(max_steps)
+        self.reward_scale = float(reward_scale)
+        self.stoi_weight = float(stoi_weight)
+        self.estoi_weight = float(estoi_weight)
+        self.quality_interval = int(quality_interval)
+        self.diversity_weight = float(diversity_weight)
+        self.segment_samples = int(round(segment_seconds * self.sample_rate))
+        self.min_samples = max(1, int(round(min_segment_seconds * self.sample_rate)))
+        self.measure_stoi = track_quality or self.stoi_weight != 0.0
+        self.measure_estoi = track_quality or self.estoi_weight != 0.0
+        self.methods = METHODS
+        self.num_methods = len(METHODS)
+        self.observation_dim = observation_dim(self.num_methods)
+        self.action_spec = ActionSpec(num_methods=self.num_methods, knob_low=(0.0, 0.0, 0.0),
+                                      knob_high=(1.0, 1.0, 1.0))
+        self.normalizer = (normalizer if normalizer is not None else
+                           RunningNormalizer(self.observation_dim, 2 * NUM_FEATURES)).to(
+                               self.device)
+        self.update_normalizer = update_normalizer
+        self.key = rng.make_key(seed, self.device)
+        self._compile = compile
+        self._compile_backend = compile_backend
+        self._step_fns: dict[tuple[bool, bool], Any] = {}
+        self._reset_fn: Any = None
+        self.state: EnvState | None = None
+        self._phase = 0  # steps taken since the last reset, identical for every row
+
+    # ----------------------------------------------------------------------------------
+    # pure functions of the state
+    def _fresh(self, draws: Tensor) -> tuple[EnvState, Tensor]:
+        """Fresh episode starts for every row (key = fold_in(seed key, draws)) and their raw
+        first observation."""
+        seg = self.corpus.draw(rng.fold_in(self.key, draws), self.num_envs,
+                               self.segment_samples, self.min_samples)
+        return self._start(seg, draws + 1)
+
+    def _start(self, seg: Segments, draws: Tensor) -> tuple[EnvState, Tensor]:
+        """Episode starts on the given segments, and their raw first observation."""
+        features = extract_features(seg.noisy, seg.lengths, self.sample_rate)
+        si0 = si_sdr(seg.noisy, seg.clean, seg.lengths)
+        zeros = torch.zeros_like(si0)
+        stoi0 = (stoi(seg.clean, seg.noisy, self.sample_rate, seg.lengths)
+                 if self.measure_stoi else zeros)
+        estoi0 = (stoi(seg.clean, seg.noisy, self.sample_rate, seg.lengths, extended=True)
+                  if self.measure_estoi else zeros)
+        b = seg.noisy.shape[0]
+        step = torch.zeros(b, dtype=torch.long, device=seg.noisy.device)
+        prev_method = torch.full((b,), -1, dtype=torch.long, device=seg.noisy.device)
+        prev_knobs = torch.zeros(b, 3, dtype=seg.noisy.dtype, device=seg.noisy.device)
+        state = EnvState(
+            clean=seg.clean, noisy=seg.noisy, current=seg.noisy, lengths=seg.lengths,
+            step=step, prev_method=prev_method, prev_knobs=prev_knobs,
+            noisy_features=features, si_sdr_start=si0, si_sdr=si0,
+            stoi_start=stoi0, stoi=stoi0, estoi_start=estoi0, estoi=estoi0,
+            episode_return=zeros, draws=draws,
+            stats=torch.zeros(len(EPISODE_STATS), dtype=torch.float64, device=self.device))
+        obs = build_observation(features, features, prev_method, prev_knobs, step,
+                                self.max_steps, self.num_methods)
+        return state, obs
+
+    def _observe(self, raw: Tensor) -> Tensor:
+        if self.update_normalizer:
+            self.normalizer.update(raw)
+        return self.normalizer.normalize(raw)
+
+    def _reset_impl(self, draws: Tensor) -> tuple[EnvState, Tensor]:
+        state, raw = self._fresh(draws)
+        return state, self._observe(raw)
+
+    def _step_impl(self, state: EnvState, action: Tensor, *, finish: bool, measure: bool):
+        method = action[:, 0].round().clamp(0, self.num_methods - 1).long()
+        knobs = action[:, 1:4].to(state.current.dtype).clamp(0.0, 1.0)
+        current = denoise(state.current, method, knobs, state.lengths)
+        step = state.step + 1
+        terminated = step >= self.max_steps
+        si = si_sdr(current, state.clean, state.lengths)
+        reward = (si - state.si_sdr) / self.reward_scale
+        if self.diversity_weight != 0.0:
+            w = self.diversity_weight
+            changed = (method != state.prev_method).to(reward.dtype)
+            diversity = changed * w - (1.0 - changed) * (0.5 * w)
+            reward = reward + torch.where(state.step == 0, torch.zeros_like(reward), diversity)
+        stoi_now, estoi_now = state.stoi, state.estoi
+        measuring = terminated
+        if self.quality_interval > 0:
+            measuring = measuring | (step % self.quality_interval == 0)
+        nan = torch.full_like(reward, float("nan"))
+        info: dict[str, Tensor] = {}
+        if measure and self.measure_stoi:
+            value = stoi(state.clean, current, self.sample_rate, state.lengths)
+            gain = torch.where(measuring, value - state.stoi, torch.zeros_like(value))
+            if self.stoi_weight != 0.0:
+                reward = reward + self.stoi_weight * gain
+            stoi_now = torch.where(measuring, value, state.stoi)
+            info["stoi"] = torch.where(measuring, value, nan)
+        if measure and self.measure_estoi:
+            value = stoi(state.clean, current, self.sample_rate, state.lengths, extended=True)
+            gain = torch.where(measuring, value - state.estoi, torch.zeros_like(value))
+            if self.estoi_weight != 0.0:
+                reward = reward + self.estoi_weight * gain
+            estoi_now = torch.where(measuring, value, state.estoi)
+            info["estoi"] = torch.where(measuring, value, nan)
+        episode_return = state.episode_return + reward
+        done = terminated.to(torch.float64)
+        stats = state.stats + torch.stack([
+            done.sum(),
+            (episode_return.to(torch.float64) * done).sum(),
+            (episode_return.to(torch.float64).square() * done).sum(),
+            ((si - state.si_sdr_start).to(torch.float64) * done).sum(),
+            ((stoi_now - state.stoi_start).to(torch.float64) * done).sum(),
+            ((estoi_now - state.estoi_start).to(torch.float64) * done).sum(),
+        ])
+        features = extract_features(current, state.lengths, self.sample_rate)
+        final_raw = build_observation(state.noisy_features, features, method, knobs, step,
+                                      self.max_steps, self.num_methods)
+        after = dataclasses.replace(
+            state, current=current, step=step, prev_method=method, prev_knobs=knobs,
+            si_sdr=si, stoi=stoi_now, estoi=estoi_now, episode_return=episode_return,
+            stats=stats)
+        info.update(si_sdr=si, si_sdr_start=state.si_sdr_start, episode_return=episode_return,
+                    method=method, knobs=knobs)
+        if finish:
+            fresh, fresh_raw = self._fresh(state.draws)
+            fresh.stats = stats
+            new_state = fresh.where(terminated, after)
+            raw = torch.where(terminated.unsqueeze(-1), fresh_raw, final_raw)
+        else:
+            new_state, raw = after, final_raw
+        obs = self._observe(raw)
+        info["final_observation"] = self.normalizer.normalize(final_raw)
+        truncated = torch.zeros_like(terminated)
+        return new_state, obs, reward, terminated, truncated, info
+
+    # ----------------------------------------------------------------------------------
+    # the gym-style surface
+    def _fn(self, finish: bool, measure: bool):
+        key = (finish, measure)
+        if key not in self._step_fns:
+            def fn(state, action, _finish=finish, _measure=measure):
+                return self._step_impl(state, action, finish=_finish, measure=_measure)
+            self._step_fns[key] = (torch.compile(fn, fullgraph=True,
+                                                 backend=self._compile_backend)
+                                   if self._compile else fn)
+        return self._step_fns[key]
+
+    def reset(self) -> Tensor:
+        """Start a new episode in every row; returns the normalized observation [B, D]."""
+        draws = (self.state.draws if self.state is not None else
+                 torch.zeros((), dtype=torch.long, device=self.device))
+        stats = self.state.stats if self.state is not None else None
+        if self._reset_fn is None:
+            self._reset_fn = (torch.compile(self._reset_impl, fullgraph=True,
+                                            backend=self._compile_backend)
+                              if self._compile else self._reset_impl)
+        state, obs = self._reset_fn(draws)
+        if stats is not None:
+            state.stats = stats
+        self.state = state
+        self._phase = 0
+        return obs
+
+    def start_from(self, segments: Segments) -> Tensor:
+        """Start every row's episode on given segments (e.g. fixed evaluation clips) instead
+        of a random draw; rows must number ``num_envs``. Later autoresets draw as usual."""
+        if segments.noisy.shape[0] != self.num_envs:
+            raise ValueError(f"segments must have {self.num_envs} rows, got "
+                             f"{segments.noisy.shape[0]}")
+        if segments.noisy.shape[-1] != self.segment_samples:
+            raise ValueError(f"segments must be {self.segment_samples} samples wide (the env's "
+                             f"segment_seconds), got {segments.noisy.shape[-1]}")
+        draws = (self.state.draws if self.state is not None else
+                 torch.zeros((), dtype=torch.long, device=self.device))
+        stats = self.state.stats if self.state is not None else None
+        state, raw = self._start(segments, draws)
+        if stats is not None:
+            state.stats = stats
+        self.state = state
+        self._phase = 0
+        return self._observe(raw)
+
+    def step(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Apply one denoiser per row. action: [num_envs, 4] float = (method id, strength,
+        smoothing, band_mix). Returns (obs, reward, terminated, truncated, info) with
+        same-step autoreset; info["final_observation"] is the observation before it."""
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        if not isinstance(action, Tensor) or action.shape != (self.num_envs, 4):
+            shape = tuple(action.shape) if isinstance(action, Tensor) else type(action).__name__
+            raise ValueError(f"action must be a tensor of shape ({self.num_envs}, 4), got {shape}")
+        action = action.to(self.device)
+        phase = self._phase + 1
+        finish = phase >= self.max_steps
+        measure = finish or (self.quality_interval > 0 and phase % self.quality_interval == 0)
+        self.state, obs, reward, terminated, truncated, info = self._fn(finish, measure)(
+            self.state, action)
+        self._phase = 0 if finish else phase
+        return obs, reward, terminated, truncated, info
+
+    def episode_stats(self, reset: bool = True) -> dict[str, float]:
+        """Read the episode accumulators back to the host (one sync; call every N steps):
+        episodes finished, mean return, return std, mean SI-SDR / STOI / ESTOI gains."""
+        if self.state is None:
+            return {}
+        values = self.state.stats.tolist()
+        if reset:
+            self.state.stats = torch.zeros_like(self.state.stats)
+        n = values[0]
+        if n == 0:
+            return {"episodes": 0.0}
+        mean_return = values[1] / n
+        out = {"episodes": n, "return": mean_return,
+               "return_std": math.sqrt(max(values[2] / n - mean_return**2, 0.0)),
+               "si_sdr_gain": values[3] / n}
+        if self.measure_stoi:
+            out["stoi_gain"] = values[4] / n
+        if self.measure_estoi:
+            out["estoi_gain"] = values[5] / n
+        return out
