@@ -222,7 +222,8 @@ class LearnerConfig:
     ``log_interval``: iterations between read-backs / ``on_log`` calls (an iteration is one
     rollout + update for PPO, one vectorized env step + its updates for SAC/TD3).
     ``eval_interval``: env transitions (all envs, all ranks) between ``on_eval`` calls; 0 = never.
-    ``compile``: ``torch.compile`` the act / update functions. ``cudagraphs``: capture them in
+    ``compile``: ``torch.compile`` the act / update functions (with ``compile_backend``;
+    "aot_eager" traces without code generation, for quick checks). ``cudagraphs``: capture them in
     CUDA graphs after two eager warm-up calls (CUDA only; combines with ``compile``).
     """
 
@@ -231,6 +232,7 @@ class LearnerConfig:
     log_interval: int = 10
     eval_interval: int = 0
     compile: bool = False
+    compile_backend: str = "inductor"
     cudagraphs: bool = False
 
     def validate(self) -> None:
@@ -984,7 +986,7 @@ class LearnerBase:
     def _wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn`` compiled and/or captured in a CUDA graph, as the config asks."""
         if self.config.compile:
-            fn = torch.compile(fn)
+            fn = torch.compile(fn, backend=self.config.compile_backend)
         if self.config.cudagraphs:
             fn = CudaGraphFn(fn)
         return fn
@@ -1059,8 +1061,8 @@ class LearnerBase:
             and self.global_step // cfg.eval_interval > prev_step // cfg.eval_interval
         )
         if log_now or eval_now:
-            metrics = self._read_back()
-            if log_now and hasattr(self._hooks, "on_log"):
+            metrics = self._read_back()  # every read-back is logged, none is dropped
+            if hasattr(self._hooks, "on_log"):
                 self._hooks.on_log(self.global_step, metrics)
             if eval_now and hasattr(self._hooks, "on_eval"):
                 if self._hooks.on_eval(self.global_step):

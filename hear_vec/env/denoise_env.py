@@ -305,10 +305,18 @@ class DenoiseEnv:
                                    if self._compile else fn)
         return self._step_fns[key]
 
-    def reset(self) -> Tensor:
-        """Start a new episode in every row; returns the normalized observation [B, D]."""
-        draws = (self.state.draws if self.state is not None else
-                 torch.zeros((), dtype=torch.long, device=self.device))
+    def reset(self, draws: int | None = None) -> Tensor:
+        """Start a new episode in every row; returns the normalized observation [B, D].
+
+        ``draws`` sets the RNG counter first (e.g. 0 to replay the same evaluation segments
+        every time, or a saved counter on resume); by default the stream continues."""
+        if draws is not None:
+            draws_t = torch.tensor(int(draws), dtype=torch.long, device=self.device)
+        elif self.state is not None:
+            draws_t = self.state.draws
+        else:
+            draws_t = torch.zeros((), dtype=torch.long, device=self.device)
+        draws = draws_t
         stats = self.state.stats if self.state is not None else None
         if self._reset_fn is None:
             self._reset_fn = (torch.compile(self._reset_impl, fullgraph=True,
@@ -357,6 +365,10 @@ class DenoiseEnv:
             self.state, action)
         self._phase = 0 if finish else phase
         return obs, reward, terminated, truncated, info
+
+    def draw_counter(self) -> int:
+        """The RNG counter (host read; for checkpoints)."""
+        return 0 if self.state is None else int(self.state.draws)
 
     def episode_stats(self, reset: bool = True) -> dict[str, float]:
         """Read the episode accumulators back to the host (one sync; call every N steps):

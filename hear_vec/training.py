@@ -1,0 +1,407 @@
+"""One training run: corpus → environments → learner → logs, evaluations, checkpoints, model.
+
+``train.py`` parses flags into a :class:`RunConfig` and calls :func:`run`. Everything the run
+writes goes to ``log_dir``:
+
+- ``args.json``      the run's arguments;
+- ``checkpoint.pt``  learner (networks, optimizers, counters, RNG), observation normalizer,
+                     env RNG counter, evaluation history — written atomically at every
+                     evaluation and on Ctrl-C; ``--resume`` continues from it;
+- ``model.pt``       what inference needs (see :mod:`hear_vec.checkpoint`), at the end;
+- ``metrics.json``   logged scalars, evaluations and the final evaluation;
+- TensorBoard events (CleanRL names: charts/episodic_return, charts/SPS, losses/*, and
+  eval/si_sdr_gain, eval/stoi_gain, eval/estoi_gain, eval/return).
+
+Evaluation runs the deterministic policy on the validation split (10 % of the utterances,
+split by utterance with the run's seed) on the same segments every time (the evaluation
+env's RNG counter is rewound), so successive evaluations are comparable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hear_vec.agents import LEARNERS, make_config
+from hear_vec.agents.common import LearnerBase, NonFiniteLossError
+from hear_vec.checkpoint import (
+    CHECKPOINT_FORMAT,
+    FORMAT_VERSION,
+    load_file,
+    model_payload,
+    save_atomic,
+)
+from hear_vec.cli.common import resolve_device
+from hear_vec.data import Corpus, load_corpus
+from hear_vec.env import DenoiseEnv
+from hear_vec.features import NUM_FEATURES
+from hear_vec.ops import METHODS
+
+__all__ = ["RunConfig", "TrainingInterrupted", "build_learner", "evaluate", "run", "ALGOS"]
+
+ALGOS = ("ppo", "sac", "td3")
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training; the checkpoint was written before this is raised."""
+
+    def __init__(self, step: int, path: Path) -> None:
+        super().__init__(f"interrupted at step {step}; checkpoint saved to {path} "
+                         "(continue with --resume)")
+        self.step, self.path = step, path
+
+
+@dataclass
+class RunConfig:
+    """All flags of train.py. Learner fields left as None take the learner's default."""
+
+    algo: str = "ppo"
+    total_steps: int = 200_000
+    num_envs: int = 64
+    max_steps: int = 3
+    reward_scale: float = 5.0
+    stoi_weight: float = 0.0
+    estoi_weight: float = 0.0
+    quality_interval: int = 0
+    diversity_weight: float = 0.0
+    segment_seconds: float = 2.0
+    data: str = "synthetic"
+    clean_dir: str | None = None
+    noise_dir: str | None = None
+    snr_range: tuple[float, float] = (-5.0, 15.0)
+    valid_fraction: float = 0.1
+    device: str = "auto"
+    seed: int = 0
+    log_dir: str = "runs/rl_train"
+    eval_interval: int = 20_000
+    eval_episodes: int = 256
+    log_interval: int | None = None
+    compile: bool = False
+    compile_backend: str = "inductor"
+    cudagraphs: bool = False
+    resume: bool = False
+    progress: bool = True
+    # learner hyper-parameters (None: the learner's default)
+    gamma: float | None = None
+    gae_lambda: float | None = None
+    clip_range: float | None = None
+    entropy_coef: float | None = None
+    value_coef: float | None = None
+    rollout_steps: int | None = None
+    update_epochs: int | None = None
+    batch_size: int | None = None
+    actor_lr: float | None = None
+    critic_lr: float | None = None
+    alpha_lr: float | None = None
+    hidden_dims: tuple[int, ...] | None = None
+    max_grad_norm: float | None = None
+    replay_size: int | None = None
+    random_steps: int | None = None
+    warmup_steps: int | None = None
+    updates_per_step: int | None = None
+    tau: float | None = None
+    policy_noise: float | None = None
+    noise_clip: float | None = None
+    policy_delay: int | None = None
+    exploration_noise: float | None = None
+    target_kl: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ValueError with one clear line for an impossible setting."""
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown algo {self.algo!r}; choose one of {', '.join(ALGOS)}")
+        if self.total_steps < 1:
+            raise ValueError(f"--total-steps must be positive, got {self.total_steps}")
+        if self.num_envs < 1:
+            raise ValueError(f"--num-envs must be at least 1, got {self.num_envs}")
+        if self.max_steps < 1:
+            raise ValueError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if not self.reward_scale > 0:
+            raise ValueError(f"--reward-scale must be positive, got {self.reward_scale}")
+        if self.quality_interval < 0:
+            raise ValueError(f"--quality-interval must be >= 0, got {self.quality_interval}")
+        if not self.segment_seconds > 0:
+            raise ValueError(f"--segment-seconds must be positive, got {self.segment_seconds}")
+        if self.eval_interval < 0 or self.eval_episodes < 1:
+            raise ValueError("--eval-interval must be >= 0 and --eval-episodes >= 1")
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise ValueError(f"--valid-fraction must be in (0, 1), got {self.valid_fraction}")
+        lo, hi = self.snr_range
+        if not lo <= hi:
+            raise ValueError(f"--snr-range needs LO <= HI, got {lo} {hi}")
+        if (self.clean_dir is None) != (self.noise_dir is None):
+            raise ValueError("--clean-dir and --noise-dir go together")
+        if self.clean_dir is None and self.data != "synthetic" and not Path(self.data).exists():
+            raise ValueError(f"--data {self.data}: no such file or folder (give 'synthetic', a "
+                             "meta.csv, or a folder with clean/ and noisy/)")
+        for name in ("clean_dir", "noise_dir"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_dir():
+                raise ValueError(f"--{name.replace('_', '-')} {value}: no such folder")
+
+
+# ------------------------------------------------------------------------------------------
+# building blocks
+def build_learner(cfg: RunConfig, env: DenoiseEnv, device: torch.device) -> LearnerBase:
+    """The learner of ``cfg.algo`` with every flag that its config knows (None: default)."""
+    values = {k: v for k, v in asdict(cfg).items() if k != "extra"}
+    values.update(cfg.extra)
+    return LEARNERS[cfg.algo](env, make_config(cfg.algo, values), device)
+
+
+def load_corpora(cfg: RunConfig, device: torch.device) -> tuple[Corpus, Corpus]:
+    data = None if cfg.clean_dir is not None else cfg.data
+    corpus = load_corpus(data, clean_dir=cfg.clean_dir, noise_dir=cfg.noise_dir,
+                         snr_range=tuple(cfg.snr_range), device=device, seed=cfg.seed)
+    if len(corpus) < 2:
+        raise ValueError(f"the corpus has {len(corpus)} utterance(s); a train/validation split "
+                         "needs at least 2")
+    return corpus.split(cfg.valid_fraction, seed=cfg.seed)
+
+
+def make_envs(cfg: RunConfig, train: Corpus, valid: Corpus, device: torch.device,
+              rank: int = 0) -> tuple[DenoiseEnv, DenoiseEnv]:
+    common = dict(device=device, max_steps=cfg.max_steps, reward_scale=cfg.reward_scale,
+                  stoi_weight=cfg.stoi_weight, estoi_weight=cfg.estoi_weight,
+                  quality_interval=cfg.quality_interval, diversity_weight=cfg.diversity_weight,
+                  segment_seconds=cfg.segment_seconds,
+                  min_segment_seconds=min(1.0, cfg.segment_seconds))
+    env = DenoiseEnv(train, num_envs=cfg.num_envs, seed=cfg.seed + 7919 * rank,
+                     compile=cfg.compile, compile_backend=cfg.compile_backend, **common)
+    eval_env = DenoiseEnv(valid, num_envs=min(cfg.num_envs, cfg.eval_episodes),
+                          seed=cfg.seed + 104_729, normalizer=env.normalizer,
+                          update_normalizer=False, track_quality=True, **common)
+    return env, eval_env
+
+
+@torch.no_grad()
+def evaluate(learner: LearnerBase, env: DenoiseEnv, episodes: int) -> dict[str, float]:
+    """Deterministic policy on the evaluation env's fixed segments (RNG counter rewound):
+    mean return and mean SI-SDR / STOI / ESTOI gains over ``episodes`` (rounded up to whole
+    batches of ``env.num_envs``)."""
+    batches = max(1, math.ceil(episodes / env.num_envs))
+    obs = env.reset(draws=0)
+    env.episode_stats(reset=True)
+    for _ in range(batches * env.max_steps):
+        obs, *_ = env.step(learner.act(obs, deterministic=True))
+    stats = env.episode_stats(reset=True)
+    return {k: float(v) for k, v in stats.items()}
+
+
+# ------------------------------------------------------------------------------------------
+# logging
+class _Hooks:
+    """Learner callbacks: TensorBoard + progress bar on every read-back; evaluation and an
+    atomic checkpoint at every evaluation interval (rank 0 only)."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        self.run.log(step, metrics)
+
+    def on_eval(self, step: int) -> None:
+        self.run.evaluate_and_checkpoint(step)
+
+
+class _Run:
+    def __init__(self, cfg: RunConfig, learner: LearnerBase, env: DenoiseEnv,
+                 eval_env: DenoiseEnv, log_dir: Path, rank: int) -> None:
+        self.cfg, self.learner, self.env, self.eval_env = cfg, learner, env, eval_env
+        self.log_dir, self.rank = log_dir, rank
+        self.history: dict[str, list] = {"logs": [], "evals": []}
+        self.writer = None
+        self.bar = None
+        self.last_checkpoint: Path | None = None
+
+    def open(self, start_step: int) -> None:
+        if self.rank != 0:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+        self.writer = SummaryWriter(str(self.log_dir))
+        if self.cfg.progress:
+            from tqdm import tqdm
+            self.bar = tqdm(total=self.cfg.total_steps, initial=start_step, unit="step",
+                            dynamic_ncols=True, desc=f"train {self.cfg.algo}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        if self.rank != 0:
+            return
+        env_stats = self.env.episode_stats(reset=True)
+        row = {"step": step, **metrics}
+        for key, value in env_stats.items():
+            if key != "episodes":
+                row[f"charts/episodic_{key}"] = value
+        self.history["logs"].append(row)
+        for key, value in row.items():
+            if key != "step" and isinstance(value, float) and math.isfinite(value):
+                self.writer.add_scalar(key, value, step)
+        if self.bar is not None:
+            self.bar.n = min(step, self.cfg.total_steps)
+            post = {"SPS": f"{metrics.get('charts/SPS', 0.0):.0f}"}
+            if "charts/episodic_return" in metrics:
+                post["return"] = f"{metrics['charts/episodic_return']:.3f}"
+            if "charts/episodic_si_sdr_gain" in row:
+                post["ΔSI-SDR"] = f"{row['charts/episodic_si_sdr_gain']:.2f}dB"
+            self.bar.set_postfix(post, refresh=False)
+            self.bar.refresh()
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        result = evaluate(self.learner, self.eval_env, self.cfg.eval_episodes)
+        result["step"] = step
+        self.history["evals"].append(result)
+        if self.writer is not None:
+            for key, value in result.items():
+                if key not in ("step", "episodes"):
+                    self.writer.add_scalar(f"eval/{key}", value, step)
+        return result
+
+    def evaluate_and_checkpoint(self, step: int) -> None:
+        if self.rank != 0:
+            return
+        self.evaluate(step)
+        self.save_checkpoint()
+
+    def save_checkpoint(self) -> Path:
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "learner": self.learner.state_dict(),
+            "normalizer": self.env.normalizer.export(),
+            "env_draws": self.env.draw_counter(),
+            "args": _jsonable(asdict(self.cfg)),
+            "history": self.history,
+        }
+        self.last_checkpoint = save_atomic(payload, self.log_dir / "checkpoint.pt")
+        return self.last_checkpoint
+
+    def write_outputs(self, final_eval: dict[str, float]) -> None:
+        args = _jsonable(asdict(self.cfg))
+        model = model_payload(algo=self.cfg.algo, policy=self.learner.inference_state(),
+                              normalizer=self.env.normalizer.export(), methods=METHODS,
+                              num_features=NUM_FEATURES, max_steps=self.cfg.max_steps,
+                              sample_rate=self.env.sample_rate, args=args,
+                              final_eval=final_eval)
+        save_atomic(model, self.log_dir / "model.pt")
+        _write_json(self.log_dir / "metrics.json",
+                    {"final_eval": final_eval, **self.history})
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_jsonable(payload), indent=2))
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank), initializing torch.distributed under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def run(cfg: RunConfig) -> dict[str, Any]:
+    """Train as ``cfg`` says; returns the final evaluation. Raises ValueError for bad
+    settings, NonFiniteLossError (checkpoint kept), TrainingInterrupted (checkpoint saved)."""
+    cfg.validate()
+    rank, world, local_rank = _distributed()
+    device = resolve_device(cfg.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    torch.manual_seed(cfg.seed + 1_000_003 * rank)
+    log_dir = Path(cfg.log_dir)
+    checkpoint_path = log_dir / "checkpoint.pt"
+    resume_state = None
+    if cfg.resume:
+        if not checkpoint_path.is_file():
+            raise ValueError(f"--resume: no checkpoint at {checkpoint_path}")
+        resume_state = load_file(checkpoint_path, CHECKPOINT_FORMAT)
+        saved_algo = resume_state["args"].get("algo")
+        if saved_algo != cfg.algo:
+            raise ValueError(f"--resume: {checkpoint_path} is a {saved_algo} run, not {cfg.algo}")
+    elif rank == 0 and (log_dir / "model.pt").exists() and checkpoint_path.exists():
+        raise ValueError(f"{log_dir} already holds a finished run; pick another --log-dir "
+                         "(or --resume to continue it)")
+
+    train_corpus, valid_corpus = load_corpora(cfg, device)
+    env, eval_env = make_envs(cfg, train_corpus, valid_corpus, device, rank)
+    learner = build_learner(cfg, env, device)
+    session = _Run(cfg, learner, env, eval_env, log_dir, rank)
+    if resume_state is not None:
+        learner.load_state_dict(resume_state["learner"])
+        env.normalizer.load_state_dict(
+            {k: resume_state["normalizer"][k] for k in ("count", "mean", "m2")})
+        env.reset(draws=int(resume_state["env_draws"]) + 7919 * rank)
+        session.history = resume_state.get("history", session.history)
+    if rank == 0:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(log_dir / "args.json", asdict(cfg))
+    session.open(learner.global_step)
+    previous_handler = signal.getsignal(signal.SIGTERM)
+    if rank == 0:
+        # a polite kill (SIGTERM, e.g. from a scheduler) is handled like Ctrl-C
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    start = time.perf_counter()
+    try:
+        learner.train(cfg.total_steps, hooks=_Hooks(session))
+    except KeyboardInterrupt:
+        session.close()
+        if rank == 0:
+            path = session.save_checkpoint()
+            raise TrainingInterrupted(learner.global_step, path) from None
+        raise
+    except NonFiniteLossError:
+        session.close()
+        raise
+    finally:
+        if rank == 0:
+            signal.signal(signal.SIGTERM, previous_handler)
+    final: dict[str, Any] = {}
+    if rank == 0:
+        final = session.evaluate(learner.global_step)
+        final["train_seconds"] = time.perf_counter() - start
+        final["device"] = str(device)
+        session.save_checkpoint()
+        session.write_outputs(final)
+    session.close()
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
