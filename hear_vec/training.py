@@ -274,8 +274,17 @@ class _Run:
     def evaluate_and_checkpoint(self, step: int) -> None:
         if self.rank != 0:
             return
-        self.evaluate(step)
+        result = self.evaluate(step)
         self.save_checkpoint()
+        _write_json(self.log_dir / "metrics.json", {"final_eval": {}, **self.history})
+        line = (f"eval @ {step}: return {result.get('return', float('nan')):.3f}, "
+                f"SI-SDR gain {result.get('si_sdr_gain', float('nan')):+.2f} dB, "
+                f"STOI gain {result.get('stoi_gain', float('nan')):+.3f}, "
+                f"ESTOI gain {result.get('estoi_gain', float('nan')):+.3f}")
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            print(line, flush=True)
 
     def save_checkpoint(self) -> Path:
         payload = {
