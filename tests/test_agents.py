@@ -445,15 +445,16 @@ def _loss_curve(algo: str, device: str, steps: int, **kw: Any) -> list[dict[str,
 
 
 @pytest.mark.slow
-def test_compile_matches_eager(monkeypatch):
+def test_compile_matches_eager():
     import torch._inductor.config as inductor_config
 
-    # inductor draws its own random numbers unless told to use eager's
-    monkeypatch.setattr(inductor_config, "fallback_random", True)
     torch._dynamo.reset()
     kw = dict(target_kl=0.05)
     eager = _loss_curve("ppo", "cpu", 32, **kw)
-    compiled = _loss_curve("ppo", "cpu", 32, compile=True, **kw)
+    # inductor draws its own random numbers unless told to use eager's; config.patch restores
+    # the setting afterwards (monkeypatch's undo deletes the entry from inductor's config)
+    with inductor_config.patch(fallback_random=True):
+        compiled = _loss_curve("ppo", "cpu", 32, compile=True, **kw)
     assert len(eager) == len(compiled) == 2
     for a, b in zip(eager, compiled):
         assert a.keys() == b.keys()
