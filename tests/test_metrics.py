@@ -20,7 +20,14 @@ from scipy.signal import resample_poly
 from signals import dev_mixtures, mix_at_snr, speechlike
 from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
 
-from hear_vec.metrics import si_sdr, stoi
+from hear_vec.metrics import (
+    si_sdr,
+    si_sdr_from_reference,
+    si_sdr_reference,
+    stoi,
+    stoi_from_reference,
+    stoi_reference,
+)
 
 stoi_module = sys.modules["hear_vec.metrics.stoi"]
 
@@ -243,6 +250,39 @@ def test_si_sdr_ragged_batch_equals_rows_alone(device):
                     torch.tensor(ref, **to).reshape(2, 2, -1),
                     torch.tensor(lengths, device=device).reshape(2, 2)).cpu()
     torch.testing.assert_close(shaped.reshape(-1), got, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cached_clean_side_equals_direct_scores(dtype):
+    """stoi_reference / stoi_from_reference and si_sdr_reference / si_sdr_from_reference (the
+    env's per-episode caches) give the scores of stoi / si_sdr on ragged, garbage-padded rows;
+    several processed signals against one reference."""
+    cases = generated_cases()[3:]
+    clean_np, lengths_np = pad_batch([c for c, _ in cases], 0.0)
+    to = dict(dtype=dtype)
+    clean = torch.tensor(clean_np, **to)
+    lengths = torch.tensor(lengths_np)
+    mask = torch.arange(clean.shape[-1]) < lengths[:, None]
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    quality = stoi_reference(clean, 16000, lengths)
+    target = si_sdr_reference(clean, lengths)
+    for k, scale in enumerate((0.02, 0.3)):
+        noise = torch.tensor(np.random.default_rng(k).standard_normal(clean.shape), **to)
+        processed = torch.where(mask, clean + scale * noise, 0.0)
+        value, extended = stoi_from_reference(quality, processed, 16000)
+        torch.testing.assert_close(value, stoi(clean, processed, 16000, lengths),
+                                   rtol=0, atol=tol)
+        torch.testing.assert_close(extended, stoi(clean, processed, 16000, lengths, True),
+                                   rtol=0, atol=tol)
+        garbage = torch.where(mask, processed, 0.5)  # si_sdr masks what is beyond lengths
+        torch.testing.assert_close(si_sdr_from_reference(target, garbage, lengths),
+                                   si_sdr(garbage, clean, lengths), rtol=0,
+                                   atol=1e-9 if dtype == torch.float64 else 1e-4)
+    only_stoi = stoi_reference(clean, 16000, lengths, extended=False)
+    with pytest.raises(ValueError, match="ESTOI"):
+        stoi_from_reference(only_stoi, processed, 16000)
+    with pytest.raises(ValueError, match="rows"):
+        stoi_from_reference(quality, processed[:2], 16000)
 
 
 @pytest.mark.filterwarnings("ignore:Torchinductor does not support code generation for complex")

@@ -7,12 +7,15 @@ over each row's first ``lengths[i]`` samples only, so a padded row scores like i
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from hear_vec._checks import check_audio, check_lengths, check_same_shape
+from hear_vec.dsp import zero_beyond
 
-__all__ = ["si_sdr"]
+__all__ = ["si_sdr", "si_sdr_reference", "si_sdr_from_reference", "SiSdrReference"]
 
 
 def si_sdr(estimate: Tensor, reference: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -54,3 +57,58 @@ def si_sdr(estimate: Tensor, reference: Tensor, lengths: Tensor | None = None) -
     noise = target_scaled - preds  # zero beyond each row's length: both terms are
     val = (target_scaled.square().sum(-1) + eps) / (noise.square().sum(-1) + eps)
     return 10 * torch.log10(val)
+
+
+class SiSdrReference(NamedTuple):
+    """The reference side of SI-SDR for rows (B, T): target s = reference - mean (over the
+    valid samples, zero beyond them) and <s, s> + eps (B, 1). Reused for every estimate of the
+    same rows (the steps of an episode score against one clean segment)."""
+
+    target: Tensor
+    energy: Tensor
+
+
+def si_sdr_reference(reference: Tensor, lengths: Tensor | None = None) -> SiSdrReference:
+    """:class:`SiSdrReference` of ``reference`` (..., time) (rows flattened)."""
+    reference = check_audio("reference", reference)
+    lengths = check_lengths(lengths, reference)
+    time = reference.shape[-1]
+    ref = reference.reshape(-1, time)
+    eps = torch.finfo(ref.dtype).eps
+    if lengths is None:
+        target = ref - ref.mean(dim=-1, keepdim=True)
+    else:
+        mask = torch.arange(time, device=ref.device) < lengths.reshape(-1, 1)
+        count = lengths.reshape(-1, 1).clamp_min(1).to(ref.dtype)
+        masked = torch.where(mask, ref, 0.0)
+        target = torch.where(mask, masked - masked.sum(-1, keepdim=True) / count, 0.0)
+    return SiSdrReference(target, target.square().sum(-1, keepdim=True) + eps)
+
+
+def si_sdr_from_reference(reference: SiSdrReference, estimate: Tensor,
+                          lengths: Tensor | None = None) -> Tensor:
+    """SI-SDR of ``estimate`` (..., time) against a :func:`si_sdr_reference` of the same rows
+    and lengths; (...,) in dB. The formula of :func:`si_sdr`, with ||alpha s||^2 taken as
+    alpha^2 <s, s> (equal up to rounding): the reference side is not recomputed."""
+    estimate = check_audio("estimate", estimate)
+    lengths = check_lengths(lengths, estimate)
+    time = estimate.shape[-1]
+    est = estimate.reshape(-1, time)
+    if est.shape != reference.target.shape or est.dtype != reference.target.dtype:
+        raise ValueError(f"estimate rows {tuple(est.shape)} {est.dtype} do not match the "
+                         f"reference's {tuple(reference.target.shape)} "
+                         f"{reference.target.dtype}")
+    eps = torch.finfo(est.dtype).eps
+    if lengths is None:
+        preds = est - est.mean(dim=-1, keepdim=True)
+    else:
+        mask = torch.arange(time, device=est.device) < lengths.reshape(-1, 1)
+        count = lengths.reshape(-1, 1).clamp_min(1).to(est.dtype)
+        masked = zero_beyond(est, lengths.reshape(-1))
+        preds = torch.where(mask, masked - masked.sum(-1, keepdim=True) / count, 0.0)
+    target = reference.target
+    energy = reference.energy - eps  # <s, s>
+    alpha = ((preds * target).sum(-1, keepdim=True) + eps) / reference.energy
+    noise = (alpha * target).sub_(preds) if not preds.requires_grad else alpha * target - preds
+    val = ((alpha.square() * energy).squeeze(-1) + eps) / (noise.square().sum(-1) + eps)
+    return (10 * torch.log10(val)).reshape(estimate.shape[:-1])
