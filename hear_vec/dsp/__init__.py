@@ -6,10 +6,12 @@ from hear_vec.dsp.stft import (
     HOP_LENGTH,
     N_FFT,
     frame_mask,
+    inputs_zero_beyond_lengths,
     istft,
     num_frames,
     stft,
     time_mask,
+    zero_beyond,
 )
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "num_frames",
     "frame_mask",
     "time_mask",
+    "zero_beyond",
+    "inputs_zero_beyond_lengths",
     "masked_mean",
     "masked_std",
     "masked_median",

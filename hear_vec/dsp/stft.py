@@ -10,10 +10,14 @@ exactly as its unpadded self. For full-length rows it equals ``torch.istft``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 
-__all__ = ["N_FFT", "HOP_LENGTH", "stft", "istft", "num_frames", "frame_mask", "time_mask"]
+__all__ = ["N_FFT", "HOP_LENGTH", "stft", "istft", "num_frames", "frame_mask", "time_mask",
+           "zero_beyond", "inputs_zero_beyond_lengths"]
 
 N_FFT = 1024
 HOP_LENGTH = 256
@@ -25,6 +29,31 @@ def time_mask(lengths: Tensor | None, time: int, like: Tensor) -> Tensor:
         return torch.ones(like.shape[:-1] + (time,), dtype=torch.bool, device=like.device)
     idx = torch.arange(time, device=lengths.device)
     return idx < lengths.unsqueeze(-1)
+
+
+_ZERO_BEYOND = 0  # > 0 inside ``inputs_zero_beyond_lengths()``
+
+
+@contextlib.contextmanager
+def inputs_zero_beyond_lengths() -> Iterator[None]:
+    """Promise, for the block, that every audio tensor handed to hear_vec's functions is
+    already zero beyond its row's ``lengths``: :func:`zero_beyond` then skips its masking
+    pass. DenoiseEnv steps inside it (its segments and the denoisers' outputs are zero there);
+    audio with anything beyond ``lengths`` gives wrong results in it. Not thread-safe."""
+    global _ZERO_BEYOND
+    _ZERO_BEYOND += 1
+    try:
+        yield
+    finally:
+        _ZERO_BEYOND -= 1
+
+
+def zero_beyond(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """x (B, T) with samples beyond ``lengths`` (B,) set to 0 (x itself when lengths is None
+    or inside :func:`inputs_zero_beyond_lengths`)."""
+    if lengths is None or _ZERO_BEYOND:
+        return x
+    return torch.where(time_mask(lengths, x.shape[-1], x), x, 0.0)
 
 
 def num_frames(num_samples: Tensor | int, hop_length: int = HOP_LENGTH) -> Tensor | int:
@@ -67,10 +96,40 @@ def _overlap_add(frames: Tensor, hop_length: int) -> Tensor:
         raise ValueError("n_fft must be a multiple of hop_length")
     r = n_fft // hop_length
     chunks = frames.reshape(batch, n, r, hop_length)
-    out = frames.new_zeros(batch, n + r - 1, hop_length)
-    for k in range(r):  # r = 4: a static loop over overlap offsets, not over data
+    if frames.requires_grad or torch.compiler.is_compiling():
+        out = frames.new_zeros(batch, n + r - 1, hop_length)
+        for k in range(r):  # r = 4: a static loop over overlap offsets, not over data
+            out[:, k:k + n] += chunks[:, :, k]
+        return out.reshape(batch, -1)
+    out = frames.new_empty(batch, n + r - 1, hop_length)  # eager: one pass fewer
+    out[:, :n].copy_(chunks[:, :, 0])
+    out[:, n:].zero_()
+    for k in range(1, r):  # static loop over overlap offsets
         out[:, k:k + n] += chunks[:, :, k]
     return out.reshape(batch, -1)
+
+
+def _inverse_envelope(valid_frames: Tensor, n: int, window: Tensor, hop_length: int
+                      ) -> Tensor:
+    """1 / sum_n valid_n w[t - n*hop]^2 (0 where that sum is <= 1e-11) for rows whose valid
+    frames are 0 .. V - 1: (B, N + r - 1, hop), r = n_fft / hop, from V (B,) alone.
+
+    Block j of hop samples collects block k of w^2 from frame j - k, k = 0 .. r - 1, for the
+    frames that exist and are valid: lo = max(0, j - V + 1) <= k <= hi = min(j, r - 1). The
+    r^2 possible sums (lo, hi) are tabulated and inverted once, then picked per (row, block)."""
+    r = window.shape[0] // hop_length
+    w2 = window.square().reshape(r, hop_length)
+    cum = torch.cat([torch.zeros_like(w2[:1]), w2.cumsum(0)])  # cum[m] = sum_{k < m} w2_k
+    k = torch.arange(r, device=window.device)
+    lo, hi = k.repeat_interleave(r), k.repeat(r)  # table row lo * r + hi
+    table = torch.where((lo <= hi).unsqueeze(-1), cum[hi + 1] - cum[lo], 0.0)  # (r^2, hop)
+    table = torch.cat([table, torch.zeros_like(w2[:1])])  # row r^2: no frame at all
+    inverse = torch.where(table > 1e-11, 1.0 / table.clamp_min(1e-11), torch.zeros_like(table))
+    j = torch.arange(n + r - 1, device=valid_frames.device)
+    lo_j = (j - valid_frames.unsqueeze(-1) + 1).clamp_min(0)  # (B, N + r - 1)
+    hi_j = j.clamp_max(r - 1)
+    index = torch.where(lo_j <= hi_j, lo_j.clamp_max(r - 1) * r + hi_j, r * r)
+    return inverse[index]
 
 
 def istft(spec: Tensor, length: int, lengths: Tensor | None = None, n_fft: int = N_FFT,
@@ -80,26 +139,31 @@ def istft(spec: Tensor, length: int, lengths: Tensor | None = None, n_fft: int =
 
         y[t] = sum_n w[t - n*hop] frame_n[t - n*hop] / sum_n valid_n w[t - n*hop]^2
 
+    (0 where the envelope is <= 1e-11; the division is a product with the envelope's
+    reciprocal, picked per block from a table of the 2 n_fft / hop possible blocks).
+
     spec: (..., F, N) complex; returns (..., length) with samples beyond ``lengths`` zeroed.
     """
     batch_shape = spec.shape[:-2]
     n = spec.shape[-1]
     flat = spec.reshape((-1,) + spec.shape[-2:])
     window = _window(n_fft, flat)
-    frames = torch.fft.irfft(flat.transpose(-1, -2), n=n_fft)  # (B, N, n_fft)
-    valid = frame_mask(None if lengths is None else lengths.reshape(-1), n, flat[..., 0, :],
-                       hop_length)
-    validf = valid.to(window.dtype)
-    frames = frames * window * validf.unsqueeze(-1)
-    num = _overlap_add(frames, hop_length)
-    env = _overlap_add(validf.unsqueeze(-1) * window.square(), hop_length)
+    frames = torch.fft.irfft(flat.transpose(-1, -2), n=n_fft)  # (B, N, n_fft), fresh
+    if lengths is None:
+        valid_frames = torch.full(flat.shape[:1], n, dtype=torch.long, device=flat.device)
+    else:
+        valid_frames = (lengths.reshape(-1) // hop_length + 1).clamp_max(n)
+    valid = torch.arange(n, device=flat.device) < valid_frames.unsqueeze(-1)  # (B, N)
+    if frames.requires_grad or torch.compiler.is_compiling():
+        frames = frames * window * valid.unsqueeze(-1).to(window.dtype)
+    else:  # in place on the fresh irfft output: two passes fewer over (B, N, n_fft)
+        frames.mul_(window).mul_(valid.unsqueeze(-1))
+    num = _overlap_add(frames, hop_length)  # (B, (N + r - 1) hop)
+    inverse = _inverse_envelope(valid_frames, n, window, hop_length).reshape(num.shape)
     half = n_fft // 2
-    num = num[:, half:half + length]
-    env = env[:, half:half + length]
-    out = torch.where(env > 1e-11, num / env.clamp_min(1e-11), torch.zeros_like(num))
+    out = (num * inverse)[:, half:half + length]
     if out.shape[-1] < length:  # only when length exceeds what the frames cover
         out = torch.nn.functional.pad(out, (0, length - out.shape[-1]))
-    out = out.reshape(batch_shape + (length,))
     if lengths is not None:
-        out = out * time_mask(lengths, length, out)
-    return out
+        out = torch.where(time_mask(lengths.reshape(-1), length, out), out, 0.0)
+    return out.reshape(batch_shape + (length,))

@@ -52,7 +52,16 @@ import torch
 from torch import Tensor
 
 from hear_vec._checks import check_audio, check_lengths
-from hear_vec.dsp import HOP_LENGTH, N_FFT, frame_mask, masked_mean, masked_std, stft, time_mask
+from hear_vec.dsp import (
+    HOP_LENGTH,
+    N_FFT,
+    frame_mask,
+    masked_mean,
+    masked_std,
+    stft,
+    time_mask,
+    zero_beyond,
+)
 
 __all__ = [
     "FEATURE_NAMES",
@@ -166,14 +175,43 @@ def _check_sample_rate(sample_rate: object) -> int:
     return int(sample_rate)
 
 
+def _frame_crossings(d: Tensor, n_frames: int) -> Tensor:
+    """Crossings per zero-crossing frame: (B, T - 1) bool -> (B, n_frames) int32.
+
+    In edge-padded coordinates frame j spans samples j*hop - half .. j*hop + half - 1 of the
+    row (half = 1024); its crossings are d[j*hop - half .. j*hop + half - 2] (2047 pairs; the
+    edge padding has none). With d cut into blocks of hop = 256, that is the 8 blocks
+    j - 4 .. j + 3 minus the last pair of block j + 3, d[j*hop + half - 1]: one pass over d
+    for the block sums, then sums over 8 blocks of a (B, T / 256) table. Exact (integers)."""
+    batch, m = d.shape
+    hop, half = HOP_LENGTH, ZCR_FRAME_LENGTH // 2
+    win, left = ZCR_FRAME_LENGTH // hop, half // hop  # 8 blocks, 4 of them before frame j
+    full = m // hop
+    bits = d.view(torch.uint8)  # (summing bytes is ~8x faster than summing bools on the CPU)
+    sums = bits[:, : full * hop].reshape(batch, full, hop).sum(-1, dtype=torch.int32)
+    if full * hop < m:
+        tail = bits[:, full * hop:].sum(-1, keepdim=True, dtype=torch.int32)
+        sums = torch.cat([sums, tail], dim=-1)
+    blocks = sums.shape[-1]
+    length = max(blocks + win, n_frames + win - 1)
+    padded = torch.nn.functional.pad(sums, (left, length - blocks - left))
+    cum = torch.nn.functional.pad(padded.cumsum(-1), (1, 0))
+    counts = cum[:, win:win + n_frames] - cum[:, :n_frames]
+    if m:
+        last = torch.arange(n_frames, device=d.device) * hop + (half - 1)  # d index per frame
+        extra = bits.gather(-1, last.clamp_max(m - 1).expand(batch, -1)) * (last < m)
+        counts = counts - extra.to(counts.dtype)
+    return counts
+
+
 def _time_features_flat(flat: Tensor, lens: Tensor, sample_rate: int) -> Tensor:
     """(B, T) masked audio, lengths (B,) -> (B, 5): rms, peak, log_rms, zcr, duration."""
     time = flat.shape[-1]
     dtype = flat.dtype
     lens_f = lens.to(dtype)
 
-    # rms = sqrt(sum y^2 / L); peak = max |y| (0 for an empty row)
-    rms = (flat.square().sum(-1) / lens_f.clamp_min(1.0)).sqrt()
+    # rms = sqrt(sum y^2 / L); peak = max |y| (0 for an empty row); one pass each
+    rms = torch.linalg.vector_norm(flat, dim=-1) / lens_f.clamp_min(1.0).sqrt()
     peak = flat.abs().amax(-1)
     log_rms = torch.log(rms + LOG_EPS)
 
@@ -183,16 +221,8 @@ def _time_features_flat(flat: Tensor, lens: Tensor, sample_rate: int) -> Tensor:
     d = neg[:, 1:] != neg[:, :-1]  # (B, T-1)
     k = torch.arange(time - 1, device=flat.device)
     d = d & (k < (lens - 1).unsqueeze(-1))  # only crossings inside [0, L)
-    half = ZCR_FRAME_LENGTH // 2
-    # In edge-padded coordinates frame j spans samples j*hop - half .. j*hop + half - 1 of the
-    # row; its crossings are d[j*hop - half .. j*hop + half - 2] (2047 pairs): pad d with
-    # `half` zeros each side (edge padding has no crossings) and difference a cumulative sum.
-    cp = torch.nn.functional.pad(d.to(torch.int32), (half, half))  # (B, T + 2047)
-    q = torch.nn.functional.pad(cp.cumsum(-1, dtype=torch.int32), (1, 0))  # q[m] = sum cp[<m]
     n_frames = 1 + time // HOP_LENGTH
-    span = (n_frames - 1) * HOP_LENGTH + 1
-    counts = q[:, ZCR_FRAME_LENGTH - 1:ZCR_FRAME_LENGTH - 1 + span:HOP_LENGTH] \
-        - q[:, 0:span:HOP_LENGTH]  # (B, n_frames)
+    counts = _frame_crossings(d, n_frames)  # (B, n_frames)
     zcr_frames = counts.to(dtype) / ZCR_FRAME_LENGTH
     fmask = frame_mask(lens, n_frames, flat)
     zcr = masked_mean(zcr_frames, fmask)
@@ -201,9 +231,35 @@ def _time_features_flat(flat: Tensor, lens: Tensor, sample_rate: int) -> Tensor:
     return torch.stack([rms, peak, log_rms, zcr, duration], dim=-1)
 
 
-def _mel_features_flat(power: Tensor, lens: Tensor, fbank: Tensor) -> Tensor:
+@torch.compiler.assume_constant_result
+def _mel_blocks(sample_rate: int, n_fft: int, n_mels: int) -> tuple[tuple[int, int, int, int],
+                                                                    ...]:
+    """(first band, last band + 1, first bin, last bin + 1) of groups of 8 adjacent Slaney
+    bands and the FFT bins their triangles cover (everything else of the filterbank is 0)."""
+    table = _mel_filterbank_np(sample_rate, n_fft, n_mels) > 0
+    blocks = []
+    for k0 in range(0, n_mels, 8):
+        k1 = min(k0 + 8, n_mels)
+        bins = np.nonzero(table[:, k0:k1].any(axis=1))[0]
+        lo, hi = (int(bins[0]), int(bins[-1]) + 1) if bins.size else (0, 1)
+        blocks.append((k0, k1, lo, hi))
+    return tuple(blocks)
+
+
+def _mel_power(power: Tensor, fbank: Tensor, blocks: tuple | None) -> Tensor:
+    """fbank^T power: (F, M) x (B, F, N) -> (B, M, N). With ``blocks`` (the standard Slaney
+    table), each group of 8 bands multiplies only the bins it covers: 3 % of the table is
+    non-zero, and the blocks do ~1/7 of the dense product's work (the same sums)."""
+    if blocks is None:
+        return torch.matmul(fbank.transpose(0, 1), power)
+    return torch.cat([torch.matmul(fbank[lo:hi, k0:k1].transpose(0, 1), power[:, lo:hi])
+                      for k0, k1, lo, hi in blocks], dim=-2)
+
+
+def _mel_features_flat(power: Tensor, lens: Tensor, fbank: Tensor,
+                       blocks: tuple | None = None) -> Tensor:
     """(B, F, N) power spectrogram, lengths (B,), filterbank (F, M) -> (B, 2M)."""
-    mel = torch.matmul(fbank.transpose(0, 1), power)  # (B, M, N)
+    mel = _mel_power(power, fbank, blocks)  # (B, M, N)
     db = 10.0 * torch.log10(mel.clamp_min(AMIN))  # ref = 1.0 -> no offset
     fmask = frame_mask(lens, power.shape[-1], power[:, 0, :]).unsqueeze(-2)  # (B, 1, N)
     neg_inf = torch.tensor(float("-inf"), dtype=db.dtype, device=db.device)
@@ -228,7 +284,7 @@ def time_features(audio: Tensor, lengths: Tensor | None = None,
     lengths = check_lengths(lengths, audio)
     sample_rate = _check_sample_rate(sample_rate)
     flat, lens = _flatten(audio, lengths)
-    flat = flat * time_mask(lens, flat.shape[-1], flat)
+    flat = torch.where(time_mask(lens, flat.shape[-1], flat), flat, 0.0)
     out = _time_features_flat(flat, lens, sample_rate)
     return out.reshape(audio.shape[:-1] + (5,))
 
@@ -262,9 +318,11 @@ def mel_features(spec: Tensor, lengths: Tensor | None = None, sample_rate: int =
                           device=flat.device)
     else:
         lens = lengths.reshape(-1)
+    blocks = None
     if fbank is None:
         fbank = mel_filterbank(sample_rate, N_FFT, N_MELS, device=flat.device, dtype=flat.dtype)
-    out = _mel_features_flat(flat, lens, fbank.to(flat.dtype))
+        blocks = _mel_blocks(sample_rate, N_FFT, N_MELS)
+    out = _mel_features_flat(flat, lens, fbank.to(flat.dtype), blocks)
     return out.reshape(power.shape[:-2] + (2 * N_MELS,))
 
 
@@ -301,14 +359,16 @@ def _features(spec: Tensor | None, audio: Tensor, lengths: Tensor | None, sample
     """Checked inputs -> (..., 133); takes the STFT of the masked audio when spec is None."""
     flat, lens = _flatten(audio, lengths)
     if lengths is not None:
-        flat = flat * time_mask(lens, flat.shape[-1], flat)
+        flat = zero_beyond(flat, lens)
     if spec is None:
         spec = stft(flat)
     power = _power(spec).reshape(flat.shape[0], N_FFT // 2 + 1, -1).to(flat.dtype)
+    blocks = None
     if fbank is None:
         fbank = mel_filterbank(sample_rate, N_FFT, N_MELS, device=flat.device, dtype=flat.dtype)
+        blocks = _mel_blocks(sample_rate, N_FFT, N_MELS)
     out = torch.cat([_time_features_flat(flat, lens, sample_rate),
-                     _mel_features_flat(power, lens, fbank.to(flat.dtype))], dim=-1)
+                     _mel_features_flat(power, lens, fbank.to(flat.dtype), blocks)], dim=-1)
     return out.reshape(audio.shape[:-1] + (NUM_FEATURES,))
 
 

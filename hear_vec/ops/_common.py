@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,7 +25,7 @@ from hear_vec._checks import check_audio, check_lengths
 
 __all__ = ["Spec", "prepare", "finish", "analyze", "synthesize", "quantile", "bin_tilt",
            "apply_spectral", "knob", "sort_valid",
-           "quantile_sorted"]
+           "quantile_sorted", "cpu_pool"]
 
 
 class Spec(NamedTuple):
@@ -64,7 +65,7 @@ def prepare(audio: object, knobs: object, lengths: object
     knobs = knobs.to(device=audio.device, dtype=audio.dtype).reshape(-1, 3).clamp(0.0, 1.0)
     if lengths is not None:
         lengths = lengths.reshape(-1)
-        flat = flat * dsp.time_mask(lengths, time, flat).to(flat.dtype)
+        flat = dsp.zero_beyond(flat, lengths)
     return flat, knobs, lengths, batch_shape
 
 
@@ -73,11 +74,16 @@ def finish(out: Tensor, batch_shape: torch.Size) -> Tensor:
     return out.reshape(batch_shape + out.shape[-1:])
 
 
-def analyze(audio: Tensor, lengths: Tensor | None, need_sorted: bool = True) -> Spec:
+def analyze(audio: Tensor, lengths: Tensor | None, need_sorted: bool = True,
+            spec: Tensor | None = None, power: Tensor | None = None) -> Spec:
     """Shared STFT of (B, T) audio (already zero beyond lengths) and its per-bin order
-    statistics over the valid frames."""
-    X = dsp.stft(audio)
-    mag = X.abs()
+    statistics over the valid frames. ``spec``: that STFT when the caller already has it
+    (e.g. the env keeps the STFT its features took of the current audio), not recomputed;
+    ``power``: its re^2 + im^2 likewise (then |X| is one square root away)."""
+    X = dsp.stft(audio) if spec is None else spec
+    # |X| = sqrt(re^2 + im^2): twice as fast as the complex abs (hypot) on the CPU, within an
+    # ulp of it (nothing here branches on exact equality of two magnitudes of different bins)
+    mag = (X.real.square() + X.imag.square() if power is None else power).sqrt()
     n = X.shape[-1]
     fmask = dsp.frame_mask(lengths, n, audio).unsqueeze(-2)  # (B, 1, N)
     count = fmask.sum(-1, keepdim=True).to(mag.dtype)  # (B, 1, 1)
@@ -95,10 +101,55 @@ def sort_valid(mag: Tensor, fmask: Tensor) -> Tensor:
     """|X| sorted ascending over frames, padded frames set to +inf (last), (B, F, N).
 
     Non-negative IEEE floats (and +inf) order like their bit patterns read as signed
-    integers, and an integer sort is ~1.7x faster than a float sort on the CPU."""
+    integers, and an integer sort is ~1.7x faster than a float sort on the CPU. Eager CPU
+    tensors of 32 / 64 bits are sorted by numpy instead (:func:`_host_sort`)."""
     inf = torch.full((), float("inf"), dtype=mag.dtype, device=mag.device)
-    keyed = torch.where(fmask, mag, inf).view(_INT_OF[mag.dtype])
-    return keyed.sort(dim=-1).values.view(mag.dtype)
+    keyed = torch.where(fmask, mag, inf)
+    if _use_host_sort(keyed):
+        return _host_sort(keyed)
+    return keyed.view(_INT_OF[mag.dtype]).sort(dim=-1).values.view(mag.dtype)
+
+
+def _use_host_sort(x: Tensor) -> bool:
+    """numpy sorts eager, grad-free float32 / float64 CPU tensors (see :func:`_host_sort`)."""
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and not x.requires_grad and not torch.compiler.is_compiling())
+
+
+def _host_sort(x: Tensor) -> Tensor:
+    """``x.sort(-1).values`` for a CPU tensor via numpy, on a zero-copy view.
+
+    numpy (>= 2.0) sorts float32 / float64 rows with x86-simd-sort's vectorized sorting
+    networks; on this project's AVX-512 CPU it sorts the (B * 513, 126) |X| rows ~16x faster
+    than ``torch.sort`` (6 ms vs 100 ms for B = 64, one thread). The values are the same
+    (sorting has one answer; |X| holds no NaN). No device is involved (a CPU tensor's numpy
+    view shares its memory), so the hot-path rule against ``.numpy()`` -- host syncs of
+    device tensors -- does not apply; compiled and accelerator code take ``torch.sort``."""
+    a = x.detach().contiguous().numpy()
+    if torch.get_num_threads() > 1 and a.shape[0] > 1 and a.size >= 1 << 20:
+        out = np.empty_like(a)  # numpy sorts on one thread: two halves in two threads
+
+        def sort_part(p: slice) -> None:
+            out[p] = np.sort(a[p], axis=-1)
+
+        half = (a.shape[0] + 1) // 2
+        list(cpu_pool().map(sort_part, [slice(0, half), slice(half, a.shape[0])]))
+        return torch.from_numpy(out)
+    return torch.from_numpy(np.sort(a, axis=-1))
+
+
+_POOL = None
+
+
+def cpu_pool():
+    """Two worker threads for CPU work that torch's intra-op threads do not split well
+    (numpy sorts, the LSA recursion's small per-frame ops); created on first use."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(2, thread_name_prefix="hear_vec_cpu")
+    return _POOL
 
 
 def quantile(spec: Spec, q: float) -> Tensor:
@@ -137,9 +188,9 @@ def bin_tilt(band_mix: Tensor, n_bins: int) -> Tensor:
 
 def synthesize(audio: Tensor, spec: Spec, gain: Tensor, lengths: Tensor | None) -> Tensor:
     """y = x + istft((G - 1) X, lengths): (B, T). Exact identity where G == 1."""
-    # real gain times complex X on the (re, im) view: half the work of a complex product
-    scaled = torch.view_as_real(spec.X) * (gain - 1.0).unsqueeze(-1)
-    delta = dsp.istft(torch.view_as_complex(scaled), audio.shape[-1], lengths)
+    # complex X times the real G - 1 (each part scaled exactly; faster on the CPU than the
+    # (re, im) view times a broadcast gain)
+    delta = dsp.istft(spec.X * (gain - 1.0), audio.shape[-1], lengths)
     return audio + delta
 
 

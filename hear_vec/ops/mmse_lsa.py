@@ -28,6 +28,9 @@ with a = 0.9 + 0.09 m (m = 8/9 gives the textbook 0.98) and xi_min = -25 dB.
 Strength s blends the estimator in: the applied gain is 1 - s (1 - G), so s = 0 is exactly the
 identity and s = 1 is the plain LSA estimator.
 
+On CUDA the recursion runs as one fused Triton kernel (``kernels.lsa_recursion``: one program
+per block of (row, bin) columns loops over the frames with prev in registers).
+
 E1 (torch has none): :func:`exp1`, the power series for x <= 1 and Abramowitz & Stegun 5.1.56
 (a rational approximation of x e^x E1(x), |error| < 2e-8, i.e. < 4e-8 relative) above.
 """
@@ -39,7 +42,8 @@ import math
 import torch
 from torch import Tensor
 
-from hear_vec.ops._common import Spec, apply_spectral, bin_tilt, knob, quantile
+from hear_vec import _kernels
+from hear_vec.ops._common import Spec, apply_spectral, bin_tilt, cpu_pool, knob, quantile
 
 __all__ = ["mmse_lsa", "mmse_lsa_gain", "exp1"]
 
@@ -51,6 +55,7 @@ _DEN = (9.5733223454, 25.6329561486, 21.0996530827, 3.9584969228)
 
 NOISE_QUANTILE = 0.2
 XI_MIN = 10.0 ** (-25.0 / 10.0)
+_LSA_CAP = 50.0  # v above this: exp(E1(v) / 2) == 1 exactly (see _exp1_positive)
 
 
 def exp1(x: Tensor) -> Tensor:
@@ -64,17 +69,36 @@ def exp1(x: Tensor) -> Tensor:
     return torch.where(x > 0, out, torch.full_like(out, float("inf")))
 
 
-def _exp1_positive(x: Tensor) -> Tensor:
-    """:func:`exp1` for x > 0 (no check)."""
+def _exp1_positive(x: Tensor, cap: float = 800.0) -> Tensor:
+    """:func:`exp1` for x > 0 (no check). Arguments above ``cap`` are evaluated at ``cap``:
+    800 keeps E1 exact down to its underflow (E1 underflows to 0 well before 800 even in
+    float64); the LSA gain passes 50, where E1 < 4e-24 and exp(E1 / 2) is 1 exactly in float32
+    and float64 either way -- and exp(-x) stays a normal number, whose evaluation is ~10x
+    faster on the CPU than the subnormal / underflowing results of exp(-800).
+
+    Eager, grad-free calls update their fresh intermediates in place (the LSA recursion calls
+    this once per frame on (B, F) slabs, where allocations weigh); the arithmetic is the same."""
     small = x.clamp_max(1.0)
+    big = x.clamp(1.0, cap)
+    if x.requires_grad or torch.compiler.is_compiling():
+        acc = small * _SERIES[-1]
+        for c in reversed(_SERIES[:-1]):  # Horner: sum_k c_k x^k = x (c_1 + x (c_2 + ...))
+            acc = (acc + c) * small
+        e_small = acc - torch.log(small) - _EULER
+        num = (((big + _NUM[0]) * big + _NUM[1]) * big + _NUM[2]) * big + _NUM[3]
+        den = (((big + _DEN[0]) * big + _DEN[1]) * big + _DEN[2]) * big + _DEN[3]
+        e_big = torch.exp(-big) * num / (big * den)
+        return torch.where(x <= 1.0, e_small, e_big)
     acc = small * _SERIES[-1]
-    for c in reversed(_SERIES[:-1]):  # Horner: sum_k c_k x^k = x (c_1 + x (c_2 + ...))
-        acc = (acc + c) * small
-    e_small = acc - torch.log(small) - _EULER
-    big = x.clamp(1.0, 800.0)  # E1 underflows to 0 well before 800 even in float64
-    num = (((big + _NUM[0]) * big + _NUM[1]) * big + _NUM[2]) * big + _NUM[3]
-    den = (((big + _DEN[0]) * big + _DEN[1]) * big + _DEN[2]) * big + _DEN[3]
-    e_big = torch.exp(-big) * num / (big * den)
+    for c in reversed(_SERIES[:-1]):
+        acc.add_(c).mul_(small)
+    e_small = acc.sub_(torch.log(small)).sub_(_EULER)
+    num = big + _NUM[0]
+    den = big + _DEN[0]
+    for a, b in zip(_NUM[1:], _DEN[1:]):
+        num.mul_(big).add_(a)
+        den.mul_(big).add_(b)
+    e_big = torch.exp(big.neg()).mul_(num).div_(den.mul_(big))
     return torch.where(x <= 1.0, e_small, e_big)
 
 
@@ -82,7 +106,10 @@ def lsa_gain(xi: Tensor, gamma: Tensor) -> Tensor:
     """Ephraim-Malah LSA gain min(1, xi / (1 + xi) exp(E1(v) / 2)), v = xi gamma / (1 + xi)."""
     r = xi / (1.0 + xi)
     v = (r * gamma).clamp_min(1e-30)
-    return (r * torch.exp(0.5 * _exp1_positive(v))).clamp_max(1.0)
+    if xi.requires_grad or torch.compiler.is_compiling():
+        return (r * torch.exp(0.5 * _exp1_positive(v, _LSA_CAP))).clamp_max(1.0)
+    e = _exp1_positive(v, _LSA_CAP).mul_(0.5).exp_()  # fresh: in place, same arithmetic
+    return e.mul_(r).clamp_max_(1.0)
 
 
 def mmse_lsa_gain(spec: Spec, knobs: Tensor) -> Tensor:
@@ -99,7 +126,8 @@ def mmse_lsa_gain(spec: Spec, knobs: Tensor) -> Tensor:
     gamma = gamma.permute(2, 0, 1).contiguous()  # (N, B, F): one contiguous slab per frame
     alpha = (0.9 + 0.09 * m).reshape(-1, 1)  # (B, 1) decision-directed smoothing
     wet = (1.0 - alpha) * (gamma - 1.0).clamp_min(0.0)  # (1 - a) max(gamma - 1, 0)
-    gains = _recursion(gamma, wet, alpha)
+    fused = _kernels.fused(gamma)  # CUDA: the fused Triton recursion (kernels.lsa_recursion)
+    gains = fused.lsa_recursion(gamma, wet, alpha) if fused else _recursion(gamma, wet, alpha)
     return 1.0 - s * (1.0 - gains.permute(1, 2, 0))
 
 
@@ -130,9 +158,34 @@ def _recursion(gamma: Tensor, wet: Tensor, alpha: Tensor) -> Tensor:
         return torch.cat([first.unsqueeze(0), rest])
     gains = torch.empty_like(gamma)
     gains[0] = first
+    rows, bins = gamma.shape[1:]
+    per = max(1, _GRAIN // max(bins, 1))  # rows whose (rows, F) slab stays under the grain
+    if gamma.device.type == "cpu" and torch.get_num_threads() > 1 and rows > per:
+        # With intra-op threads, a frame's (B, F) ops above torch's 32k-element grain are
+        # split across threads for a few microseconds of work each, and the OpenMP
+        # hand-offs cost more than they save (measured: 102 rows x 513 bins, 2 threads,
+        # 476 ms in one piece). Row chunks under the grain run single-threaded ops instead,
+        # two chunks at a time in two Python threads (torch releases the GIL inside ops):
+        # 122 ms.
+        inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+
+        def run(p: slice) -> None:  # grad / inference modes are per thread: carry them over
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                _frames(prev[p], gamma[:, p], wet[:, p], alpha[p], gains[:, p])
+
+        list(cpu_pool().map(run, [slice(r, min(r + per, rows)) for r in range(0, rows, per)]))
+        return gains
+    _frames(prev, gamma, wet, alpha, gains)
+    return gains
+
+
+def _frames(prev: Tensor, gamma: Tensor, wet: Tensor, alpha: Tensor, gains: Tensor) -> None:
+    """Frames 1 .. N-1 of the recursion into ``gains`` (frame 0 done), eager."""
     for n in range(1, gamma.shape[0]):  # fixed frame count: the decision-directed recursion
         prev, gains[n] = _step(prev, gamma[n], wet[n], alpha)
-    return gains
+
+
+_GRAIN = 32768  # at::internal::GRAIN_SIZE: elementwise ops below it run on one thread
 
 
 def mmse_lsa(audio: Tensor, knobs: Tensor, lengths: Tensor | None = None) -> Tensor:

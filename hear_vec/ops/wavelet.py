@@ -81,17 +81,56 @@ def _half(lengths: Tensor) -> Tensor:
     return torch.div(lengths + 1, 2, rounding_mode="floor")
 
 
+def _synthesis_weight(like: Tensor) -> Tensor:
+    """conv1d weight (2, 2, 8) of the synthesis in polyphase form: output phase p of
+    conv_transpose1d(coef, _weight, stride=2) is sum_c sum_u coef_padded[c, j + u] W[p, c, u],
+    W[p, c, u] = _weight[c, 0, 2 (7 - u) + p] (conv_transpose1d itself takes a slow path on
+    the CPU; this forward convolution computes the same sums)."""
+    key = (like.device, like.dtype, "synthesis")
+    w = None if torch.compiler.is_compiling() else _filter_cache.get(key)
+    if w is None:
+        base = _weight(like)[:, 0, :]  # (2 channels, 16 taps)
+        u = torch.arange(_TAPS // 2, device=like.device)
+        w = torch.stack([base[:, 2 * (_TAPS // 2 - 1 - u) + p] for p in range(2)])  # (2, 2, 8)
+        if not torch.compiler.is_compiling():
+            _filter_cache[key] = w
+    return w
+
+
+def _grouped_conv(x: Tensor, weight: Tensor, stride: int = 1) -> Tensor:
+    """``F.conv1d(x, weight, stride=stride)`` for x (B, C, L), weight (O, C, K), run as one
+    grouped convolution over the batch ((1, B C, L) with B groups): the same sums, and on the
+    CPU 2.5-3x faster than a batched convolution with so few channels (oneDNN)."""
+    batch, channels, _ = x.shape
+    out = F.conv1d(x.reshape(1, batch * channels, -1), weight.repeat(batch, 1, 1),
+                   stride=stride, groups=batch)
+    return out.reshape(batch, weight.shape[0], -1)
+
+
 def dwt(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
     """One periodized db8 analysis step of rows x (B, T) of own lengths (B,) ->
-    (a, d), each (B, ceil(T/2)), zero beyond each row's ceil(L/2)."""
+    (a, d), each (B, ceil(T/2)), zero beyond each row's ceil(L/2).
+
+    The periodic extension ext[j] = x~[(j - 7) mod P] (j < 2 ceil(T/2) + 14) is the row
+    zero-padded by 7 on the left plus, per row, 15 samples put in place: the 7 before the
+    start (x~[P - 7 .. P - 1]), the 7 after the end (x~[0 .. 6]) and, for odd L, x~[L] =
+    x[L - 1]. Samples of x beyond L are zero already. Coefficients that read further (k >=
+    ceil(L/2)) are masked. Rows shorter than 7 samples only occur in levels deeper than their
+    own depth, whose coefficients are never used (they stay finite)."""
     batch, time = x.shape
     half = (time + 1) // 2
-    ell = lengths.clamp_min(1).unsqueeze(-1)
+    width = 2 * half + _TAPS - 2
+    ell = lengths.clamp_min(1).unsqueeze(-1)  # (B, 1)
     period = ell + ell % 2
-    j = torch.arange(2 * half + _TAPS - 2, device=x.device)
-    src = torch.minimum(torch.remainder(j + (_SHIFT - _TAPS + 1), period), ell - 1)
-    ext = x.gather(-1, src)  # (B, 2 half + 14): x~ read with the row's own period
-    coef = F.conv1d(ext.unsqueeze(1), _weight(x), stride=2)  # (B, 2, half)
+    ext = F.pad(x, (_TAPS // 2 - 1, width + 1 - time - (_TAPS // 2 - 1)))  # + 1 dummy column
+    i = torch.arange(_TAPS // 2 - 1, device=x.device)  # 0 .. 6
+    head = x.gather(-1, torch.minimum((period - 7 + i).clamp_min(0), ell - 1))
+    tail = x.gather(-1, torch.minimum(i.expand(batch, -1), ell - 1))
+    odd_value = x.gather(-1, ell - 1)
+    odd_pos = torch.where(ell % 2 == 1, ell + 7, width)  # even rows: the dummy column
+    index = torch.cat([i.expand(batch, -1), (period + 7 + i).clamp_max(width), odd_pos], -1)
+    ext = ext.scatter(-1, index, torch.cat([head, tail, odd_value], -1))[:, :width]
+    coef = _grouped_conv(ext.unsqueeze(1), _weight(x), stride=2)  # (B, 2, half)
     keep = torch.arange(half, device=x.device) < _half(lengths).unsqueeze(-1)
     coef = coef * keep.unsqueeze(1).to(coef.dtype)
     return coef[:, 0], coef[:, 1]
@@ -99,19 +138,30 @@ def dwt(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
 
 def idwt(a: Tensor, d: Tensor, lengths: Tensor, time: int) -> Tensor:
     """Periodized db8 synthesis (transpose of :func:`dwt`): coefficients (B, K), zero beyond
-    each row's ceil(L/2), -> rows (B, time) of own lengths L (B,), zero beyond L."""
-    coef = torch.stack([a, d], dim=1)  # (B, 2, K)
-    z = F.conv_transpose1d(coef, _weight(a), stride=2).squeeze(1)  # (B, 2K + 14)
+    each row's ceil(L/2), -> rows (B, time) of own lengths L (B,), zero beyond L.
+
+    With z = the transposed convolution (B, 2K + 14), sample m collects z[i] for every i with
+    (i - 7) mod P == m: z[m + 7] always, plus z[m + 7 + P] for m < 7 and z[m + 7 - P] for
+    m >= P - 7 (z is zero from P + 14 on: the coefficients end at P / 2)."""
+    batch, k = a.shape
+    coef = F.pad(torch.stack([a, d], dim=1), (_TAPS // 2 - 1, _TAPS // 2 - 1))
+    z = _grouped_conv(coef, _synthesis_weight(a))  # (B, 2 phases, K + 7)
+    z = z.transpose(1, 2).reshape(batch, -1)  # (B, 2K + 14), z[2 j + p]
     ell = lengths.clamp_min(1).unsqueeze(-1)
     period = ell + ell % 2
-    m = torch.arange(time, device=a.device)
-    # sample m collects z[i] for every i with (i - 7) mod P == m: i = (m + 7) mod P (+ P)
-    i1 = torch.remainder(m + (_TAPS - 1 - _SHIFT), period)  # (B, time)
-    i2 = i1 + period
     size = z.shape[-1]
-    out = z.gather(-1, i1.clamp_max(size - 1)) * (i1 < size).to(z.dtype)
-    out = out + z.gather(-1, i2.clamp_max(size - 1)) * (i2 < size).to(z.dtype)
-    return out * (m < lengths.unsqueeze(-1)).to(out.dtype)
+    i = torch.arange(_TAPS // 2 - 1, device=a.device)  # 0 .. 6
+    out = z[:, _TAPS // 2 - 1:_TAPS // 2 - 1 + time]
+    if out.shape[-1] < time:
+        out = F.pad(out, (0, time - out.shape[-1]))
+    wrapped = z.gather(-1, (period + 7 + i).clamp_max(size - 1))  # z[m + 7 + P], m = 0 .. 6
+    wrapped = wrapped * (period + 7 + i < size).to(z.dtype)
+    out = out.clone()
+    out[:, : _TAPS // 2 - 1] += wrapped[:, : min(time, _TAPS // 2 - 1)]
+    pos = period - 7 + i  # m = P - 7 .. P - 1; P - 1 = L lies outside an odd, unpadded row
+    inside = ((pos >= 0) & (pos < time)).to(z.dtype)
+    out = out.scatter_add(-1, pos.clamp(0, time - 1), z[:, : _TAPS // 2 - 1] * inside)
+    return out.masked_fill(torch.arange(time, device=a.device) >= lengths.unsqueeze(-1), 0.0)
 
 
 def wavedec(x: Tensor, lengths: Tensor | None = None, levels: int | None = None
