@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from hear_vec._checks import check_audio, check_lengths, check_same_shape
-from hear_vec.dsp import zero_beyond
+from hear_vec.dsp import time_mask, zero_beyond
 
 __all__ = ["si_sdr", "si_sdr_reference", "si_sdr_from_reference", "SiSdrReference"]
 
@@ -41,22 +41,24 @@ def si_sdr(estimate: Tensor, reference: Tensor, lengths: Tensor | None = None) -
     lengths = check_lengths(lengths, estimate)
     eps = torch.finfo(estimate.dtype).eps
 
-    if lengths is None:
-        target = reference - reference.mean(dim=-1, keepdim=True)
-        preds = estimate - estimate.mean(dim=-1, keepdim=True)
-    else:
-        idx = torch.arange(estimate.shape[-1], device=estimate.device)
-        mask = (idx < lengths.unsqueeze(-1)).to(estimate.dtype)  # (..., time)
-        count = lengths.clamp_min(1).to(estimate.dtype).unsqueeze(-1)
-        target = (reference - (reference * mask).sum(-1, keepdim=True) / count) * mask
-        preds = (estimate - (estimate * mask).sum(-1, keepdim=True) / count) * mask
-
+    target = _zero_mean(reference, lengths)
+    preds = _zero_mean(estimate, lengths)
     alpha = ((preds * target).sum(-1, keepdim=True) + eps) / (
         target.square().sum(-1, keepdim=True) + eps)
     target_scaled = alpha * target
     noise = target_scaled - preds  # zero beyond each row's length: both terms are
     val = (target_scaled.square().sum(-1) + eps) / (noise.square().sum(-1) + eps)
     return 10 * torch.log10(val)
+
+
+def _zero_mean(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """x (..., time) minus its mean over each row's first ``lengths`` (...,) samples, zero
+    beyond them (whatever x holds there); x minus its mean when lengths is None."""
+    if lengths is None:
+        return x - x.mean(dim=-1, keepdim=True)
+    count = lengths.clamp_min(1).to(x.dtype).unsqueeze(-1)
+    mean = zero_beyond(x, lengths).sum(-1, keepdim=True) / count
+    return torch.where(time_mask(lengths, x.shape[-1], x), x - mean, 0.0)
 
 
 class SiSdrReference(NamedTuple):
@@ -75,13 +77,7 @@ def si_sdr_reference(reference: Tensor, lengths: Tensor | None = None) -> SiSdrR
     time = reference.shape[-1]
     ref = reference.reshape(-1, time)
     eps = torch.finfo(ref.dtype).eps
-    if lengths is None:
-        target = ref - ref.mean(dim=-1, keepdim=True)
-    else:
-        mask = torch.arange(time, device=ref.device) < lengths.reshape(-1, 1)
-        count = lengths.reshape(-1, 1).clamp_min(1).to(ref.dtype)
-        masked = torch.where(mask, ref, 0.0)
-        target = torch.where(mask, masked - masked.sum(-1, keepdim=True) / count, 0.0)
+    target = _zero_mean(ref, None if lengths is None else lengths.reshape(-1))
     return SiSdrReference(target, target.square().sum(-1, keepdim=True) + eps)
 
 
@@ -99,13 +95,7 @@ def si_sdr_from_reference(reference: SiSdrReference, estimate: Tensor,
                          f"reference's {tuple(reference.target.shape)} "
                          f"{reference.target.dtype}")
     eps = torch.finfo(est.dtype).eps
-    if lengths is None:
-        preds = est - est.mean(dim=-1, keepdim=True)
-    else:
-        mask = torch.arange(time, device=est.device) < lengths.reshape(-1, 1)
-        count = lengths.reshape(-1, 1).clamp_min(1).to(est.dtype)
-        masked = zero_beyond(est, lengths.reshape(-1))
-        preds = torch.where(mask, masked - masked.sum(-1, keepdim=True) / count, 0.0)
+    preds = _zero_mean(est, None if lengths is None else lengths.reshape(-1))
     target = reference.target
     energy = reference.energy - eps  # <s, s>
     alpha = ((preds * target).sum(-1, keepdim=True) + eps) / reference.energy
