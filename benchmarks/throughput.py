@@ -840,7 +840,9 @@ def render(args: argparse.Namespace, command: str, info: dict[str, Any],
         row = {"num_envs": r["num_envs"], "env-steps/s": r["env_steps_per_s"],
                "(median)": r["env_steps_per_s_median"],
                "audio-s/s": r["audio_seconds_per_s"],
-               "CPU ms/env-step": r["cpu_ms_per_env_step"],
+               "CPU ms/env-step": (r["cpu_ms_per_env_step"]
+                                   if r["cpu_ms_per_env_step"] == r["cpu_ms_per_env_step"]
+                                   else "n/a (workers)"),  # NaN: not measured across workers
                "MB/env": r["memory_per_env_mb"],
                "load 1-min (before/after)": f"{r['load_before'][0]:.2f}/{r['load_after'][0]:.2f}"}
         if ref_rate:
