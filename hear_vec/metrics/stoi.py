@@ -589,7 +589,12 @@ def _third_octave_bands(blocks: Tensor, first: Tensor, second: Tensor, n_stft: i
     frames = sil.unfold(-1, N_FRAME, HOP)[:, :n_stft]
     if frames.shape[1] < n_stft:  # rows too short for any frame: all-zero frames
         frames = F.pad(frames, (0, 0, 0, n_stft - frames.shape[1]))
-    spec = torch.fft.rfft(frames * window, n=NFFT)  # (B, M, 257)
+    if _eager(frames):  # window into a zero-padded buffer: rfft's own padding copies again
+        padded = frames.new_zeros(frames.shape[:-1] + (NFFT,))
+        torch.mul(frames, window, out=padded[..., :N_FRAME])
+        spec = torch.fft.rfft(padded)  # (B, M, 257)
+    else:
+        spec = torch.fft.rfft(frames * window, n=NFFT)  # (B, M, 257)
     # X_k(m) = sqrt(sum_{f in band k} |X(f, m)|^2)
     spec = torch.view_as_real(spec)
     return torch.stack([spec[..., lo:hi, :].square().sum((-2, -1))
