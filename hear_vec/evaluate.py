@@ -51,22 +51,19 @@ from hear_vec.baselines import (
     apply_fixed_chain,
     grid_search_fixed_chain,
 )
-from hear_vec.checkpoint import CheckpointError
 from hear_vec.cli.common import (
-    DeviceError,
     OneLineParser,
     Progress,
     add_device_argument,
     first_line,
     length_batches,
+    load_agents,
     nonnegative_int,
     pad_rows,
     positive_float,
     positive_int,
-    resolve_device,
 )
 from hear_vec.data import CorpusError, PairedCorpus, load_corpus
-from hear_vec.inference import DenoisingAgent
 from hear_vec.metrics import si_sdr, stoi
 from hear_vec.ops import METHODS
 
@@ -314,19 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.checkpoint and not args.baselines:
         parser.error("nothing to evaluate: give --checkpoint (one or more) and/or --baselines")
-    try:
-        device = resolve_device(args.device)
-    except DeviceError as exc:
-        parser.error(str(exc))
-    agents: list[DenoisingAgent] = []
-    for ckpt in args.checkpoint:
-        try:
-            agents.append(DenoisingAgent.from_file(ckpt, device))
-        except CheckpointError as exc:
-            parser.error(f"--checkpoint {first_line(exc)}")
-    rates = {a.sample_rate for a in agents}
-    if len(rates) > 1:
-        parser.error(f"the checkpoints were trained at different sample rates {sorted(rates)}")
+    device, agents = load_agents(parser, args.checkpoint, args.device)
     rate = agents[0].sample_rate if agents else 16000
     from hear_vec.cli.infer import checkpoint_tags
 

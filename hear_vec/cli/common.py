@@ -10,6 +10,9 @@
 - :func:`first_line`: an exception as one short line, for ``prog: error: ...`` messages.
 - :class:`Progress`: a tqdm bar counting items (files, utterances) that also shows the audio
   throughput in audio-seconds per second; it draws only on a terminal unless asked.
+- :func:`load_agents`: ``--device`` and ``--checkpoint`` paths -> the device and the trained
+  agents on it, every problem
+  (missing / corrupt / foreign checkpoint, mixed sample rates) one ``parser.error`` line.
 - :func:`length_batches` / :func:`pad_rows`: plan batches of similar length under an item and
   a sample budget, and pad rows into a ``[B, T]`` tensor with ``lengths``.
 """
@@ -34,6 +37,7 @@ __all__ = [
     "nonnegative_float",
     "first_line",
     "Progress",
+    "load_agents",
     "length_batches",
     "pad_rows",
 ]
@@ -170,6 +174,32 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def load_agents(parser: argparse.ArgumentParser, paths: list[str], device_spec: str
+                ) -> tuple[torch.device, list[Any]]:
+    """The ``--device`` and the ``DenoisingAgent`` s of the ``--checkpoint`` paths on it.
+
+    An unavailable device, a checkpoint that cannot be loaded, or checkpoints trained at
+    different sample rates end the program through ``parser.error`` (one line, exit 2)."""
+    from hear_vec.checkpoint import CheckpointError
+    from hear_vec.inference import DenoisingAgent
+
+    try:
+        device = resolve_device(device_spec)
+    except DeviceError as exc:
+        parser.error(str(exc))
+    agents: list[DenoisingAgent] = []
+    for path in paths:
+        try:
+            agents.append(DenoisingAgent.from_file(path, device))
+        except CheckpointError as exc:
+            parser.error(f"--checkpoint {first_line(exc)}")
+    rates = {agent.sample_rate for agent in agents}
+    if len(rates) > 1:
+        parser.error(f"the checkpoints were trained at different sample rates "
+                     f"{sorted(rates)}; run them separately")
+    return device, agents
 
 
 def length_batches(lengths: list[int] | tuple[int, ...], max_items: int,

@@ -87,19 +87,17 @@ from hear_vec.audio_io import (
     read_audio,
     write_audio_atomic,
 )
-from hear_vec.checkpoint import CheckpointError
 from hear_vec.cli.common import (
-    DeviceError,
     OneLineParser,
     Progress,
     add_device_argument,
     first_line,
     length_batches,
+    load_agents,
     nonnegative_float,
     pad_rows,
     positive_float,
     positive_int,
-    resolve_device,
 )
 from hear_vec.inference import DenoisingAgent
 from hear_vec.ops import METHODS
@@ -694,20 +692,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.metrics_csv is not None and args.clean is None:
         parser.error("--metrics-csv needs --clean (the clean references to score against)")
-    try:
-        device = resolve_device(args.device)
-    except DeviceError as exc:
-        parser.error(str(exc))
-    agents: list[DenoisingAgent] = []
-    for ckpt in args.checkpoint:
-        try:
-            agents.append(DenoisingAgent.from_file(ckpt, device))
-        except CheckpointError as exc:
-            parser.error(f"--checkpoint {first_line(exc)}")
-    rates = {a.sample_rate for a in agents}
-    if len(rates) > 1:
-        parser.error(f"the checkpoints were trained at different sample rates "
-                     f"{sorted(rates)}; run them separately")
+    device, agents = load_agents(parser, args.checkpoint, args.device)
     tags = checkpoint_tags(args.checkpoint)
     tags_or_none: list[str | None] = [None] if len(agents) == 1 else list(tags)
     try:
