@@ -324,22 +324,19 @@ class DenoiseEnv:
         nan = torch.full_like(reward, float("nan"))
         info: dict[str, Tensor] = {}
         if measure and state.quality is not None:
-            stoi_value, estoi_value = self._quality(state.quality, current,
-                                                    torch.zeros_like(reward))
-        if measure and self.measure_stoi:
-            value = stoi_value
-            gain = torch.where(measuring, value - state.stoi, torch.zeros_like(value))
-            if self.stoi_weight != 0.0:
-                reward = reward + self.stoi_weight * gain
-            stoi_now = torch.where(measuring, value, state.stoi)
-            info["stoi"] = torch.where(measuring, value, nan)
-        if measure and self.measure_estoi:
-            value = estoi_value
-            gain = torch.where(measuring, value - state.estoi, torch.zeros_like(value))
-            if self.estoi_weight != 0.0:
-                reward = reward + self.estoi_weight * gain
-            estoi_now = torch.where(measuring, value, state.estoi)
-            info["estoi"] = torch.where(measuring, value, nan)
+            values = self._quality(state.quality, current, torch.zeros_like(reward))
+            now = {"stoi": state.stoi, "estoi": state.estoi}
+            for name, value, on, weight in zip(
+                    ("stoi", "estoi"), values, (self.measure_stoi, self.measure_estoi),
+                    (self.stoi_weight, self.estoi_weight)):  # static: two scores
+                if not on:
+                    continue
+                gain = torch.where(measuring, value - now[name], torch.zeros_like(value))
+                if weight != 0.0:
+                    reward = reward + weight * gain
+                now[name] = torch.where(measuring, value, now[name])
+                info[name] = torch.where(measuring, value, nan)
+            stoi_now, estoi_now = now["stoi"], now["estoi"]
         episode_return = state.episode_return + reward
         done = terminated.to(torch.float64)
         stats = state.stats + torch.stack([
