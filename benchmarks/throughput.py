@@ -371,7 +371,7 @@ class SubprocEnv:
         self.observation_dim = observation_dim(self.num_methods)
         self.device = torch.device("cpu")
         self.sample_rate = 16000
-        from hear_vec.agents.common import ActionSpec
+        from hear_vec.env.spaces import ActionSpec
 
         self.action_spec = ActionSpec(self.num_methods, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
         self.shared = {

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hear_vec.agents.common import ActionSpec
+from hear_vec.env.spaces import ActionSpec
 
 __all__ = ["PendulumEnv", "HybridContextEnv", "NaNRewardEnv"]
 

@@ -59,6 +59,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from hear_vec.env.spaces import ActionSpec
+
 __all__ = [
     "ActionSpec",
     "VecEnv",
@@ -104,59 +106,6 @@ _LOG_2 = math.log(2.0)
 # ---------------------------------------------------------------------------------------------
 # Environment protocol
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    """Hybrid action space: one of ``num_methods`` methods plus C bounded knobs.
-
-    ``knob_low[j] < knob_high[j]``, both finite; at least one knob; ``num_methods >= 1``
-    (1 = plain continuous control).
-    """
-
-    num_methods: int
-    knob_low: tuple[float, ...]
-    knob_high: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        low = tuple(float(v) for v in self.knob_low)
-        high = tuple(float(v) for v in self.knob_high)
-        object.__setattr__(self, "knob_low", low)
-        object.__setattr__(self, "knob_high", high)
-        if isinstance(self.num_methods, bool) or int(self.num_methods) != self.num_methods:
-            raise ValueError(f"num_methods must be an integer, got {self.num_methods!r}")
-        object.__setattr__(self, "num_methods", int(self.num_methods))
-        if self.num_methods < 1:
-            raise ValueError(f"num_methods must be >= 1, got {self.num_methods}")
-        if len(low) == 0 or len(low) != len(high):
-            raise ValueError(
-                f"knob_low and knob_high need the same non-zero length, got {len(low)} and "
-                f"{len(high)}"
-            )
-        for j, (lo, hi) in enumerate(zip(low, high)):
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ValueError(f"knob {j}: need finite knob_low < knob_high, got {lo}, {hi}")
-
-    @property
-    def num_knobs(self) -> int:
-        """C, the number of continuous knobs."""
-        return len(self.knob_low)
-
-    @property
-    def action_dim(self) -> int:
-        """1 + C: the width of the env action tensor."""
-        return 1 + self.num_knobs
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "num_methods": self.num_methods,
-            "knob_low": list(self.knob_low),
-            "knob_high": list(self.knob_high),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ActionSpec:
-        return cls(int(d["num_methods"]), tuple(d["knob_low"]), tuple(d["knob_high"]))
 
 
 @runtime_checkable

@@ -41,7 +41,6 @@ import torch
 from torch import Tensor
 
 from hear_vec import dsp, rng
-from hear_vec.agents.common import ActionSpec
 from hear_vec.data import Corpus, Segments, load_corpus
 from hear_vec.env.observation import (
     NUM_FEATURES,
@@ -49,6 +48,7 @@ from hear_vec.env.observation import (
     build_observation,
     observation_dim,
 )
+from hear_vec.env.spaces import ActionSpec
 from hear_vec.features import features_from_stft
 from hear_vec.metrics import (
     SiSdrReference,
@@ -385,11 +385,16 @@ class DenoiseEnv:
                                    if self._compile else fn)
         return self._step_fns[key]
 
-    def reset(self, draws: int | None = None) -> Tensor:
+    def reset(self, draws: int | None = None, seed: int | None = None) -> Tensor:
         """Start a new episode in every row; returns the normalized observation [B, D].
 
-        ``draws`` sets the RNG counter first (e.g. 0 to replay the same evaluation segments
-        every time, or a saved counter on resume); by default the stream continues."""
+        ``seed`` re-keys the counter-based RNG (and sets the counter to 0 unless ``draws`` is
+        given): the same seed replays the same episodes. ``draws`` sets the RNG counter first
+        (e.g. 0 to replay the same evaluation segments every time, or a saved counter on
+        resume); by default the stream continues."""
+        if seed is not None:
+            self.key = rng.make_key(int(seed), self.device)
+            draws = 0 if draws is None else draws
         if draws is not None:
             draws_t = torch.tensor(int(draws), dtype=torch.long, device=self.device)
         elif self.state is not None:
