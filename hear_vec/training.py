@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
+from hear_vec import rng
 from hear_vec.agents import LEARNERS, make_config
 from hear_vec.agents.common import LearnerBase, NonFiniteLossError
 from hear_vec.checkpoint import (
@@ -42,8 +44,12 @@ from hear_vec.checkpoint import (
 from hear_vec.cli.common import resolve_device
 from hear_vec.data import Corpus, load_corpus
 from hear_vec.env import DenoiseEnv
+from hear_vec.env.rollout import run_episodes
+from hear_vec.env.transition import STOP
+from hear_vec.env.vector import GraphedEnv, SubprocEnv
 from hear_vec.features import NUM_FEATURES
 from hear_vec.ops import METHODS
+from hear_vec.runtime import tune_cpu_allocator
 
 __all__ = ["RunConfig", "TrainingInterrupted", "build_learner", "evaluate", "run", "ALGOS"]
 
@@ -67,6 +73,7 @@ class RunConfig:
     total_steps: int = 200_000
     num_envs: int = 64
     max_steps: int = 3
+    stop_action: bool = False
     reward_scale: float = 5.0
     stoi_weight: float = 0.0
     estoi_weight: float = 0.0
@@ -87,6 +94,8 @@ class RunConfig:
     compile: bool = False
     compile_backend: str = "inductor"
     cudagraphs: bool = False
+    env_workers: int = 1
+    tune_cpu_allocator: bool = True
     resume: bool = False
     progress: bool = True
     # learner hyper-parameters (None: the learner's default)
@@ -125,6 +134,8 @@ class RunConfig:
             raise ValueError(f"--num-envs must be at least 1, got {self.num_envs}")
         if self.max_steps < 1:
             raise ValueError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if not 1 <= self.env_workers <= self.num_envs:
+            raise ValueError(f"--env-workers must be in [1, --num-envs], got {self.env_workers}")
         if not self.reward_scale > 0:
             raise ValueError(f"--reward-scale must be positive, got {self.reward_scale}")
         if self.quality_interval < 0:
@@ -170,13 +181,21 @@ def load_corpora(cfg: RunConfig, device: torch.device) -> tuple[Corpus, Corpus]:
 
 def make_envs(cfg: RunConfig, train: Corpus, valid: Corpus, device: torch.device,
               rank: int = 0) -> tuple[DenoiseEnv, DenoiseEnv]:
-    common = dict(device=device, max_steps=cfg.max_steps, reward_scale=cfg.reward_scale,
-                  stoi_weight=cfg.stoi_weight, estoi_weight=cfg.estoi_weight,
-                  quality_interval=cfg.quality_interval, diversity_weight=cfg.diversity_weight,
-                  segment_seconds=cfg.segment_seconds,
+    common = dict(device=device, max_steps=cfg.max_steps, stop_action=cfg.stop_action,
+                  reward_scale=cfg.reward_scale, stoi_weight=cfg.stoi_weight,
+                  estoi_weight=cfg.estoi_weight, quality_interval=cfg.quality_interval,
+                  diversity_weight=cfg.diversity_weight, segment_seconds=cfg.segment_seconds,
                   min_segment_seconds=min(1.0, cfg.segment_seconds))
-    env = DenoiseEnv(train, num_envs=cfg.num_envs, seed=cfg.seed + 7919 * rank,
-                     compile=cfg.compile, compile_backend=cfg.compile_backend, **common)
+    seed = cfg.seed + 7919 * rank
+    if cfg.env_workers > 1:
+        env: Any = SubprocEnv(cfg.num_envs, cfg.env_workers, seed=seed, data=train,
+                              compile=cfg.compile, compile_backend=cfg.compile_backend,
+                              **common)
+    else:
+        env = DenoiseEnv(train, num_envs=cfg.num_envs, seed=seed, compile=cfg.compile,
+                         compile_backend=cfg.compile_backend, **common)
+        if cfg.cudagraphs and not cfg.stop_action:
+            env = GraphedEnv(env)  # CUDA graphs of the env step (shared clock only)
     eval_env = DenoiseEnv(valid, num_envs=min(cfg.num_envs, cfg.eval_episodes),
                           seed=cfg.seed + 104_729, normalizer=env.normalizer,
                           update_normalizer=False, track_quality=True, **common)
@@ -185,16 +204,35 @@ def make_envs(cfg: RunConfig, train: Corpus, valid: Corpus, device: torch.device
 
 @torch.no_grad()
 def evaluate(learner: LearnerBase, env: DenoiseEnv, episodes: int) -> dict[str, float]:
-    """Deterministic policy on the evaluation env's fixed segments (RNG counter rewound):
-    mean return and mean SI-SDR / STOI / ESTOI gains over ``episodes`` (rounded up to whole
-    batches of ``env.num_envs``)."""
+    """The deterministic policy on fixed validation clips: ``episodes`` (rounded up to whole
+    batches of ``env.num_envs``) segments drawn from the evaluation env's corpus with its own
+    key (the same clips at every evaluation), one episode each, no autoreset. Returns the mean
+    return, SI-SDR / STOI / ESTOI gains, episode length, the fraction of episodes stopped by the
+    stop action (when enabled) and the fraction made worse than the input (SI-SDR)."""
     batches = max(1, math.ceil(episodes / env.num_envs))
-    obs = env.reset(draws=0)
-    env.episode_stats(reset=True)
-    for _ in range(batches * env.max_steps):
-        obs, *_ = env.step(learner.act(obs, deterministic=True))
-    stats = env.episode_stats(reset=True)
-    return {k: float(v) for k, v in stats.items()}
+    params = env.params
+    sums: dict[str, Tensor] = {}
+    for b in range(batches):
+        segments = env.corpus.draw(rng.fold_in(env.key, b), env.num_envs,
+                                   params.segment_samples, params.min_samples)
+        out = run_episodes(params, segments, lambda obs: learner.act(obs, deterministic=True),
+                           env.normalizer)
+        st = out.state
+        gain = st.si_sdr - st.si_sdr_start
+        row = {"return": st.episode_return, "si_sdr_gain": gain,
+               "length": st.step.to(gain.dtype), "worse": (gain < 0).to(gain.dtype)}
+        if params.stop_action:
+            row["stopped"] = (out.methods == STOP).any(-1).to(gain.dtype)
+        if params.measure_stoi:
+            row["stoi_gain"] = st.stoi - st.stoi_start
+        if params.measure_estoi:
+            row["estoi_gain"] = st.estoi - st.estoi_start
+        for key, value in row.items():
+            sums[key] = sums.get(key, 0) + value.to(torch.float64).sum()
+    count = batches * env.num_envs
+    result = {k: float(v) / count for k, v in sums.items()}
+    result["episodes"] = float(count)
+    return result
 
 
 # ------------------------------------------------------------------------------------------
@@ -305,7 +343,7 @@ class _Run:
                               normalizer=self.env.normalizer.export(), methods=METHODS,
                               num_features=NUM_FEATURES, max_steps=self.cfg.max_steps,
                               sample_rate=self.env.sample_rate, args=args,
-                              final_eval=final_eval)
+                              final_eval=final_eval, stop_action=self.cfg.stop_action)
         save_atomic(model, self.log_dir / "model.pt")
         _write_json(self.log_dir / "metrics.json",
                     {"final_eval": final_eval, **self.history})
@@ -346,6 +384,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     cfg.validate()
     rank, world, local_rank = _distributed()
     device = resolve_device(cfg.device)
+    if device.type == "cpu" and cfg.tune_cpu_allocator:
+        tune_cpu_allocator()  # process-wide glibc malloc thresholds (hear_vec.runtime)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -397,6 +437,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     finally:
         if rank == 0:
             signal.signal(signal.SIGTERM, previous_handler)
+        if hasattr(env, "close"):
+            env.close()  # SubprocEnv workers
     final: dict[str, Any] = {}
     if rank == 0:
         final = session.evaluate(learner.global_step)

@@ -42,14 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compile", action="store_true", help="torch.compile env step and updates")
     g.add_argument("--compile-backend", default="inductor",
                    help="torch.compile backend (default inductor; aot_eager for quick checks)")
-    g.add_argument("--cudagraphs", action="store_true", help="CUDA graphs for the updates")
+    g.add_argument("--cudagraphs", action="store_true",
+                   help="CUDA graphs for the env step (without --stop-action) and the updates")
+    g.add_argument("--env-workers", type=int, default=1,
+                   help="CPU: step the environments in this many single-threaded worker "
+                        "processes (e.g. one per core; default 1 = in this process)")
+    g.add_argument("--no-tune-cpu-allocator", dest="tune_cpu_allocator", action="store_false",
+                   help="keep glibc's default malloc thresholds on the CPU (by default train.py "
+                        "keeps freed memory in the process: ~1.4x faster env steps)")
     g.add_argument("--resume", action="store_true",
                    help="continue from <log-dir>/checkpoint.pt")
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
 
     g = p.add_argument_group("environment and reward")
-    g.add_argument("--max-steps", type=int, default=3, help="denoisers per episode (default 3)")
+    g.add_argument("--max-steps", type=int, default=3,
+                   help="most denoisers per episode (default 3)")
+    g.add_argument("--stop-action", action="store_true",
+                   help="add a stop action that ends the chain and keeps the audio as it is")
     g.add_argument("--reward-scale", type=float, default=5.0,
                    help="divides the SI-SDR gain in dB (default 5)")
     g.add_argument("--stoi-weight", type=float, default=0.0)
