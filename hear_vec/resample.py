@@ -13,7 +13,7 @@ crossings, rolloff 0.99); two things are added around it:
   16 kHz. The output then has ``ceil(n * p / q)`` samples for the ratio used (all of the
   input, time-scaled by that tiny error; converting back with the swapped rates uses the
   same fraction, so a round trip keeps the timing).
-- **Blocks.** Long inputs are converted in blocks of about ``2**20`` input samples, each
+- **Blocks.** Long inputs are converted in blocks of about ``2**18`` input samples, each
   with the context the filter needs on both sides, so the temporaries are bounded whatever
   the length. The blocks give the same samples as one call (up to float rounding).
   :class:`StreamResampler` does the same for audio arriving in pieces (a file read block
@@ -36,7 +36,7 @@ __all__ = ["MAX_RATIO_TERM", "resample_ratio", "resampled_length", "resample",
 
 #: largest numerator / denominator of the (reduced) rate ratio used as it is
 MAX_RATIO_TERM = 1000
-_BLOCK_INPUT = 1 << 20           # input samples (per channel) converted per block
+_BLOCK_INPUT = 1 << 18           # input samples (per channel) converted per block
 _LOWPASS_WIDTH, _ROLLOFF = 6, 0.99  # torchaudio's defaults
 
 

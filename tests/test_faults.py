@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,32 @@ def test_stale_temps_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     removed = atomic.remove_stale_temps(dest)
     assert sorted(removed) == sorted([dead, legacy])
     assert live.exists() and other.exists() and not dead.exists()
+
+
+def test_sweep_removes_dead_writers_temps_of_audio_names_only(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = proc.stdout.strip()
+    gone = [tmp_path / f".a.wav.{dead}-00ff.tmp", tmp_path / f".B.FLAC.{dead}-1234.tmp",
+            tmp_path / ".c.wav.k3j4_9z.tmp"]
+    kept = [tmp_path / f".d.wav.{os.getpid()}-0001.tmp",   # this (live) process
+            tmp_path / f".notes.txt.{dead}-00ff.tmp",      # not an audio destination
+            tmp_path / ".e.wav.tmpx", tmp_path / "f.wav"]
+    for p in gone + kept:
+        p.write_bytes(b"x")
+    assert sorted(atomic.sweep_stale_temps(tmp_path, (".wav", ".flac"))) == sorted(gone)
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in gone)
+    assert atomic.sweep_stale_temps(tmp_path / "missing", (".wav",)) == []
+
+
+def test_an_empty_output_is_redone_on_rerun(capsys, tmp_path, clips, model_path):
+    out = tmp_path / "out"
+    argv = ["--checkpoint", str(model_path), "--input", str(clips), "--output", str(out)]
+    assert _infer(capsys, argv)[0] == 0
+    (out / "c1.wav").write_bytes(b"")  # what a power loss after a rename can leave
+    rc, stdout, _ = _infer(capsys, argv)
+    assert rc == 0 and "1 file(s) denoised" in stdout and "4 skipped" in stdout
+    assert len(_complete(out, clips)) == 5
 
 
 # -- kill -9 ----------------------------------------------------------------------------------
@@ -442,14 +469,24 @@ def test_every_cli_prints_the_line_and_exits_non_zero(capsys, tmp_path, trained_
     assert phrase in err[0]
 
 
-def test_pickled_checkpoint_refusal_from_the_command_line(tmp_path, clips):
+def test_pickled_checkpoint_refusal_is_exactly_one_line(capsys, tmp_path, clips):
     path, _ = _bad_checkpoint("pickled", tmp_path, Path(), Path())
-    proc = subprocess.run([sys.executable, str(REPO / "infer.py"), "--checkpoint", str(path),
-                           "--input", str(clips), "--output", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=ENV)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
+    rc, stdout, err = _infer(capsys, ["--checkpoint", str(path), "--input", str(clips),
+                                      "--output", str(tmp_path / "out")])
+    assert rc == 2 and stdout == ""
+    assert err.splitlines() == [
         f"infer.py: error: --checkpoint {path}: contains pickled Python objects "
         f"({_Payload.__module__}._Payload; not a tensors-only hear_vec file); refusing to load "
         f"it"]
 
+
+def test_a_raw_pickle_is_refused_without_torch_warnings(tmp_path, recwarn):
+    """torch warns (on stderr) about the protocol of a raw pickle; nothing may leak."""
+    import pickle
+
+    path = tmp_path / "raw.pt"
+    path.write_bytes(pickle.dumps({"format": MODEL_FORMAT, "obj": _Payload()}, protocol=4))
+    warnings.simplefilter("always")
+    with pytest.raises(CheckpointError, match="a pickle, not a tensors-only PyTorch file"):
+        load_file(path, MODEL_FORMAT)
+    assert len(recwarn) == 0, [str(w.message) for w in recwarn]

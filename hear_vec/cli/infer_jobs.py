@@ -3,8 +3,8 @@ groups of files that go to the device together.
 
 - :func:`checkpoint_tags` / :func:`tagged_path`: output names for several checkpoints.
 - :func:`plan_jobs`: ``--input`` / ``--output`` / ``--clean`` -> :class:`FileJob` s (outputs
-  that exist are skipped unless ``--overwrite``; inputs are never overwritten), or
-  :class:`UsageError`.
+  that exist are skipped unless ``--overwrite``, empty ones are redone; inputs are never
+  overwritten), or :class:`UsageError`.
 - :func:`probe_job` (header), :func:`load_job` (samples, in a worker thread): problems go to
   ``job.error`` as one-line reasons (:mod:`hear_vec.audio_io`'s reading policy).
 - :func:`pack_groups`: jobs sorted by length and packed under ``--batch-size`` rows and the
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
@@ -164,6 +165,16 @@ def _folder_pairs(src: Path, out: Path, clean: Path | None
              _find_clean(clean, rel) if clean is not None else None) for rel in files]
 
 
+def _already_done(dest: Path) -> bool:
+    """An existing output counts as done -- unless it is an empty file, which is what a power
+    loss right after a rename can leave (outputs are not fsynced one by one)."""
+    try:
+        st = dest.stat()
+    except OSError:
+        return False
+    return not (stat.S_ISREG(st.st_mode) and st.st_size == 0)
+
+
 def plan_jobs(args: argparse.Namespace, tags: list[str | None]) -> tuple[list[FileJob], int]:
     """The file jobs (outputs per checkpoint; None where the output exists and is kept) and
     the number of files skipped because all their outputs exist. Raises UsageError."""
@@ -200,7 +211,7 @@ def plan_jobs(args: argparse.Namespace, tags: list[str | None]) -> tuple[list[Fi
                     raise UsageError(f"--output {dest} is the input file; inputs are never "
                                      f"overwritten")
                 job.error = f"output {dest} would replace an input file; not written"
-            outputs.append(None if dest.exists() and not args.overwrite else dest)
+            outputs.append(None if _already_done(dest) and not args.overwrite else dest)
         if all(o is None for o in outputs):
             skipped += 1
             continue

@@ -22,8 +22,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from hear_vec.atomic import is_disk_error
-from hear_vec.audio_io import write_audio_atomic
+from hear_vec.atomic import is_disk_error, sweep_stale_temps
+from hear_vec.audio_io import AUDIO_EXTENSIONS, write_audio_atomic
 from hear_vec.cli.common import Progress, first_line
 from hear_vec.cli.infer_jobs import FileJob, load_job, output_subtype
 from hear_vec.cli.infer_report import group_metrics, trace_records
@@ -91,6 +91,7 @@ class Session:
         self.pool = ThreadPoolExecutor(max_workers=max(self.args.workers, 1),
                                        thread_name_prefix="infer-io")
         self.trace: TextIO | None = None
+        self.swept: set[Path] = set()       # output folders cleared of stale temporary files
 
     def open_trace(self) -> None:
         """Open ``--trace`` (raises OSError)."""
@@ -154,8 +155,11 @@ class Session:
                 continue
             dest = job.outputs[a]
             assert dest is not None
+            if dest.parent not in self.swept:  # temporary files of a killed run, once a folder
+                self.swept.add(dest.parent)
+                sweep_stale_temps(dest.parent, AUDIO_EXTENSIONS)
             fut = self.pool.submit(write_audio_atomic, dest, audio, job.sample_rate,
-                                   output_subtype(job, dest))
+                                   output_subtype(job, dest), clean_stale=False)
             submitted.setdefault(id(job), _Pending(job, [])).writes.append((a, fut))
         return submitted
 
