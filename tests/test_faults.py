@@ -349,6 +349,24 @@ def test_disk_full_mid_run_stops_with_one_line_and_a_rerun_resumes(capsys, tmp_p
     assert len(_complete(out, clips)) == 5
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_trace_on_a_full_disk_stops_the_run_with_one_line(capsys, tmp_path, clips,
+                                                           model_path, monkeypatch):
+    from hear_vec.cli.infer_session import Session
+
+    def full_trace(self):  # every flush of the trace fails with ENOSPC
+        self.trace = open("/dev/full", "w", encoding="utf-8")  # noqa: SIM115
+
+    monkeypatch.setattr(Session, "open_trace", full_trace)
+    out = tmp_path / "out"
+    rc, _, err = _infer(capsys, ["--checkpoint", str(model_path), "--input", str(clips),
+                                 "--output", str(out), "--trace", str(tmp_path / "t.jsonl"),
+                                 "--batch-size", "1", "--workers", "1"])
+    line = _one_error_line(err)
+    assert rc == 1 and os.strerror(errno.ENOSPC) in line and "stopped after" in line
+    assert 1 <= len(_complete(out, clips)) < 5 and not _temps(out)
+
+
 def test_disk_full_during_training_is_one_line_and_keeps_the_checkpoint(
         capsys, tmp_path, corpus_dir, monkeypatch):
     import hear_vec.checkpoint as checkpoint

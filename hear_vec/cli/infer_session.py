@@ -91,6 +91,7 @@ class Session:
         self.pool = ThreadPoolExecutor(max_workers=max(self.args.workers, 1),
                                        thread_name_prefix="infer-io")
         self.trace: TextIO | None = None
+        self.trace_error: Unwritable | None = None
         self.swept: set[Path] = set()       # output folders cleared of stale temporary files
 
     def open_trace(self) -> None:
@@ -180,6 +181,7 @@ class Session:
                 unwritable = unwritable or outcome
             cut = cut or outcome == _CUT
         self.pending = keep
+        unwritable = unwritable or self.trace_error
         if interrupting:
             return
         if unwritable is not None:
@@ -210,13 +212,14 @@ class Session:
             return _FAILED
         self.state.finished += 1
         self.state.audio_seconds += job.seconds
-        if self.trace is not None:
+        if self.trace is not None and self.trace_error is None:
             self._write_trace(job, [a for a, _ in item.writes])
         self.progress.update(1, job.seconds)
         job.release()
         return _DONE
 
     def _write_trace(self, job: FileJob, checkpoints: list[int]) -> None:
+        """Append the job's records; a failed write stops the run (raised by collect)."""
         s = self.settings
         assert self.trace is not None
         try:
@@ -225,7 +228,7 @@ class Session:
                 self.trace.write(json.dumps(record) + "\n")
             self.trace.flush()
         except OSError as err:
-            raise Unwritable(self.args.trace, err) from None
+            self.trace_error = self.trace_error or Unwritable(self.args.trace, err)
 
     def stop(self) -> None:
         """Cancel what has not started, wait for running writes and settle them."""
