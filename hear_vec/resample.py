@@ -92,7 +92,6 @@ class StreamResampler:
         self._start = 0                                 # global index of _pending[..., 0]
         self._next = 0                                  # first stride of the next block
         self._seen = 0                                  # input samples pushed so far
-        self._emitted = 0
 
     def _block_out(self, final: bool) -> Tensor:
         assert self._pending is not None
@@ -126,9 +125,7 @@ class StreamResampler:
             outs.append(self._block_out(final=False))
         if not outs:
             return x.new_zeros(x.shape[:-1] + (0,))
-        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
-        self._emitted += out.shape[-1]
-        return out
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
 
     def finish(self) -> Tensor:
         """The remaining output (in all ``resampled_length(n, orig, new)`` samples)."""
@@ -138,7 +135,6 @@ class StreamResampler:
             tail = self._block_out(final=True)
         else:
             tail = self._pending.new_zeros(self._pending.shape[:-1] + (0,))
-        self._emitted += tail.shape[-1]
         self._pending = None
         return tail
 
