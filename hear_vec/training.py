@@ -34,6 +34,7 @@ from torch import Tensor
 from hear_vec import rng
 from hear_vec.agents import LEARNERS, make_config
 from hear_vec.agents.common import LearnerBase, NonFiniteLossError
+from hear_vec.atomic import atomic_write
 from hear_vec.checkpoint import (
     CHECKPOINT_FORMAT,
     FORMAT_VERSION,
@@ -360,9 +361,8 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=2))
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as handle:  # temp file + rename; the user's umask
+        handle.write(json.dumps(_jsonable(payload), indent=2))
 
 
 # ------------------------------------------------------------------------------------------

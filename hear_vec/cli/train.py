@@ -121,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"train.py: error: {message}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a read-only or full --log-dir; files written before are complete
+        where = f" {exc.filename}" if exc.filename else f" into {args.log_dir}"
+        print(f"train.py: error: cannot write{where}: {exc.strerror or exc} (files already "
+              f"written are complete: every write is atomic)", file=sys.stderr)
+        return 1
     if final:
         parts = [f"{k}={v:.3f}" for k, v in final.items() if isinstance(v, float)]
         print(f"final evaluation: {', '.join(parts)}")

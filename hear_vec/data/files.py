@@ -15,9 +15,12 @@ Sources (``data=``):
 - ``clean_dir=`` + ``noise_dir=``: clean speech mixed with noise on the fly
   (:class:`~hear_vec.data.bank.MixingCorpus`) at SNRs drawn from ``snr_range``.
 
-File policy. Every file is read with :func:`hear_vec.audio_io.read_audio`, multi-channel audio
-is averaged to mono and audio at another rate is resampled to ``sample_rate``
-(``torchaudio.functional.resample``). Unreadable, empty or non-finite files (and pairs with a
+File policy. Every file is read with :func:`hear_vec.audio_io.read_audio_mono`: block by
+block, multi-channel audio averaged to mono, audio at another rate resampled to
+``sample_rate`` (:mod:`hear_vec.resample`: torchaudio's filter, bounded memory for long files
+and odd rates). Any subtype libsndfile reads (8-bit unsigned .. 32-bit, float, double) and any
+channel count load; a truncated WAV loads up to where its data ends. Unreadable, empty,
+truncated-FLAC, non-finite files or files at a rate outside 1 kHz .. 1 MHz (and pairs with a
 missing side) are skipped and reported in ONE warning line on the ``hear_vec.data`` logger
 (shown on stderr when logging is not configured; the full list is also kept in
 ``corpus.skipped`` as ``(path, reason)``); a corpus with nothing usable raises
@@ -38,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hear_vec.audio_io import AudioReadError, list_audio_files, read_audio
+from hear_vec.audio_io import AudioReadError, list_audio_files, read_audio_mono
 from hear_vec.data.bank import AudioBank, Corpus, CorpusError, MixingCorpus, PairedCorpus
 from hear_vec.data.synthetic import SyntheticCorpus
 
@@ -56,18 +59,11 @@ _MAX_NAMED = 20
 
 
 def read_mono(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
-    """A file as float32 mono at ``sample_rate`` (channels averaged, resampled if needed).
-    Raises :class:`~hear_vec.audio_io.AudioReadError`."""
-    audio, rate = read_audio(path)
-    mono = audio.mean(axis=0, dtype=np.float32) if audio.shape[0] > 1 else audio[0]
-    if rate != sample_rate:
-        import torchaudio.functional as AF
-
-        mono = AF.resample(torch.from_numpy(np.ascontiguousarray(mono)), rate,
-                           sample_rate).numpy()
-        if mono.size == 0:
-            raise AudioReadError(path, f"empty after resampling {rate} -> {sample_rate} Hz")
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    """A file as float32 mono at ``sample_rate`` (channels averaged, resampled if needed),
+    read block by block so that memory stays near the size of the result
+    (:func:`hear_vec.audio_io.read_audio_mono`). Raises
+    :class:`~hear_vec.audio_io.AudioReadError` with the reason a file is skipped."""
+    return read_audio_mono(path, sample_rate)
 
 
 def _display(path: Path, root: Path) -> str:
