@@ -97,7 +97,7 @@ class RandomizationError(ValueError):
     """A bad randomization setting; ``field`` names the :class:`Randomization` field."""
 
     def __init__(self, field: str, message: str):
-        self.field = field
+        self.field, self.message = field, message
         super().__init__(f"{field} {message}")
 
 

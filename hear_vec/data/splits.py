@@ -4,7 +4,9 @@
 
 1. Speakers. Each utterance gets a speaker label: the value of meta.csv column
    ``speaker_column`` where the utterance has one, else group 1 of ``speaker_pattern``
-   (``re.search`` on the utterance name; the whole match when the pattern has no group), else
+   (``re.search`` on the utterance name without its .wav/.flac extension; the whole match
+   when the pattern has no group; ``'^([^_]+_[^_]+)'`` gives arctic_aew, sbasr_spk1,
+   timit_LDC93S1 on dev_audio), else
    the utterance name itself (default: every utterance is its own speaker, which is the
    plain per-utterance split). Whole speakers go to one side: ``holdout_speakers`` (labels)
    when given, else the first ``min(G - 1, max(1, round(valid_fraction * G)))`` of the G
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hear_vec import rng
+from hear_vec.audio_io import AUDIO_EXTENSIONS
 from hear_vec.data.bank import Corpus, CorpusError
 
 __all__ = ["CorpusSplit", "split_corpus", "speaker_labels"]
@@ -58,6 +61,15 @@ class CorpusSplit:
                           "noises": self.valid_noises}}
 
 
+def _stem(name: str) -> str:
+    """An utterance name without its audio file extension."""
+    lower = name.lower()
+    for ext in AUDIO_EXTENSIONS:
+        if lower.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
 def speaker_labels(corpus: Corpus, speaker_pattern: str | None = None,
                    speaker_column: str | None = None) -> list[str]:
     """One speaker label per utterance (rule: module docstring, step 1)."""
@@ -78,7 +90,7 @@ def speaker_labels(corpus: Corpus, speaker_pattern: str | None = None,
     for name, m in zip(corpus.names, meta):
         value = str(m.get(speaker_column, "")).strip() if speaker_column is not None else ""
         if not value and regex is not None:
-            found = regex.search(name)
+            found = regex.search(_stem(name))
             if found is None:
                 raise CorpusError(f"speaker_pattern {speaker_pattern!r} does not match "
                                   f"utterance {name!r}")
