@@ -30,8 +30,9 @@ from hear_vec.data import (
     parse_source,
     resolve_randomization,
 )
+from hear_vec.data.filters import synthetic_rir
 from hear_vec.data.multi import item_ticks
-from hear_vec.data.randomize import MAX_NOISES, synthetic_rir
+from hear_vec.data.randomize import MAX_NOISES
 from tests.conftest import DEVICES
 
 SR = 16000

@@ -14,6 +14,9 @@ Sources (``data=``):
   layout; recursive; .wav/.flac; matched by relative path without extension).
 - ``clean_dir=`` + ``noise_dir=``: clean speech mixed with noise on the fly
   (:class:`~hear_vec.data.bank.MixingCorpus`) at SNRs drawn from ``snr_range``.
+- several sources (lists of ``LOCATION[:WEIGHT]`` for ``data`` / ``noise_dir``), synthetic
+  speech with a noise folder, or a ``randomization``: a
+  :class:`~hear_vec.data.multi.MultiSourceCorpus` (see :mod:`hear_vec.data.sources`).
 
 File policy. Every file is read with :func:`hear_vec.audio_io.read_audio`, multi-channel audio
 is averaged to mono and audio at another rate is resampled to ``sample_rate``

@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from hear_vec import rng
+from hear_vec.data import filters
 from hear_vec.data import randomize as rz
 from hear_vec.data.babble import babble_bank
 from hear_vec.data.bank import (
@@ -330,10 +331,10 @@ class MultiSourceCorpus(Corpus):
         clean_ref = self.bank.power[item]
         target = clean
         if r.uses_fft:
-            rir = rz.rir_length(r, sr)
+            rir = filters.rir_length(r, sr)
             uniforms = (rng.uniform(rng.fold_in(key, _STREAM_RIR), (b, rir)) if rir > 0
                         else None)
-            target, noise = rz.filter_rows(clean, noise, beyond, p, r, sr, uniforms)
+            target, noise = filters.filter_rows(clean, noise, beyond, p, r, sr, uniforms)
         snr = self.snr_range[0] + (self.snr_range[1] - self.snr_range[0]) * (
             (bits[:, 5] >> 38).to(torch.float32) * (1.0 / (1 << 24)))
         gain = snr_gain(target, noise, snr, lengths, clean_ref, noise_ref)
