@@ -471,3 +471,18 @@ def test_bad_sources_give_one_line_errors(tmp_path, white):
         sf.write(str(paired / side / "p.wav"), 0.1 * np.ones(SR), SR)
     with pytest.raises(CorpusError, match="every speech source is paired"):
         load_sources([paired], ["synthetic"])
+
+
+def test_real_dev_audio_domain_draws_keep_snr_level_and_zeros(dev_audio):
+    corpus = load_corpus(clean_dir=dev_audio / "speech", noise_dir=dev_audio / "noise",
+                         randomization=PRESETS["domain"].replace(level_range=(-40.0, -25.0)))
+    seg, info = corpus.draw_with_info(rng.make_key(0), 64, 2 * SR, SR)
+    assert torch.isfinite(seg.noisy).all() and torch.isfinite(seg.clean).all()
+    beyond = torch.arange(2 * SR) >= seg.lengths[:, None]
+    assert (seg.noisy[beyond] == 0).all() and (seg.clean[beyond] == 0).all()
+    torch.testing.assert_close(_snr(seg).float(), seg.snr_db, atol=5e-3, rtol=0)
+    level = 10 * torch.log10(seg.noisy.double().square().sum(1) / seg.lengths)
+    free = ~info.level_limited
+    torch.testing.assert_close(level.float()[free], info.params.level_db[free], atol=5e-3,
+                               rtol=0)
+    assert (info.params.count > 1).any() and info.params.reverb.any()

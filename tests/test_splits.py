@@ -190,3 +190,9 @@ def test_dev_audio_speakers_and_noises(dev_audio):
     valid = {corpus.noise_names.index(n) for n in split.valid_noises}
     assert _drawn_noises(split.valid, 4) == valid
     assert _drawn_noises(split.train, 4).isdisjoint(valid)
+    named = split_corpus(corpus, seed=0, speaker_pattern=pattern,
+                         holdout_speakers=["arctic_axb", "sbasr_spk2"],
+                         holdout_noises=["cafe_noisereduce", "sb_noise4_machine.wav"])
+    assert named.valid_speakers == ["arctic_axb", "sbasr_spk2"]
+    assert named.valid_noises == ["cafe_noisereduce.wav", "sb_noise4_machine.wav"]
+    assert len(named.valid) == 9 and len(named.train) == 11

@@ -72,6 +72,8 @@ def test_data_flags_reach_the_run_and_rebuild_from_args_json(folders, tmp_path):
 def test_single_sources_keep_their_old_args_json_form():
     cfg = config_from_args(build_parser().parse_args(["--data", "train_data"]))
     assert cfg.data == "train_data" and cfg.noise_dir is None and cfg.level_range is None
+    cfg = config_from_args(build_parser().parse_args(["--holdout-speakers", "a,b", "c"]))
+    assert cfg.holdout_speakers == ("a", "b", "c")
     cfg = config_from_args(build_parser().parse_args(["--level-range", "-40", "-20"]))
     assert cfg.level_range == (-40.0, -20.0)
     assert cfg.randomization().level_range == (-40.0, -20.0)

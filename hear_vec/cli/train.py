@@ -102,12 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--speaker-column", default=None, metavar="NAME",
                    help="speaker = this meta.csv column (utterances without it: the pattern)")
     g.add_argument("--holdout-speakers", nargs="+", default=None, metavar="NAME",
-                   help="validation speakers by name (instead of --valid-fraction)")
+                   help="validation speakers by name, e.g. 'a b' or 'a,b' (instead of "
+                        "--valid-fraction)")
     g.add_argument("--holdout-noise-fraction", type=float, default=0.0,
                    help="noise recordings held out: validation mixes only with them, "
                         "training only with the rest (default 0: shared)")
     g.add_argument("--holdout-noises", nargs="+", default=None, metavar="NAME",
-                   help="validation noise recordings by name (as in split.json)")
+                   help="validation noise recordings by name (as in split.json; the "
+                        ".wav/.flac extension may be left out)")
 
     g = p.add_argument_group("domain randomization (unset: the --augment preset's value)")
     g.add_argument("--augment", default="off", choices=sorted(PRESETS),
@@ -137,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()}
+    for name in ("holdout_speakers", "holdout_noises"):  # "a b" or "a,b"
+        if values.get(name) is not None:
+            values[name] = tuple(n for v in values[name] for n in v.split(",") if n)
     for name in ("data", "noise_dir"):  # one source stays a plain string (as before)
         if isinstance(values.get(name), tuple) and len(values[name]) == 1:
             values[name] = values[name][0]

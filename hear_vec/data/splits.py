@@ -11,7 +11,8 @@
    plain per-utterance split). Whole speakers go to one side: ``holdout_speakers`` (labels)
    when given, else the first ``min(G - 1, max(1, round(valid_fraction * G)))`` of the G
    speakers in the order of ``argsort(rng.uniform(make_key(seed), (G,), float64))``.
-2. Noises (corpora that mix noise on the fly). With ``holdout_noises`` (item names) or
+2. Noises (corpora that mix noise on the fly). With ``holdout_noises`` (item names, with or
+   without their .wav/.flac extension) or
    ``holdout_noise_fraction`` f > 0 (``min(K - 1, max(1, round(f * K)))`` of the K noise items,
    ordered by ``rng.uniform(fold_in(make_key(seed), 0x401), (K,), float64)``), the validation
    part mixes only with the held-out noise items and the training part only with the rest;
@@ -156,9 +157,10 @@ def split_corpus(corpus: Corpus, valid_fraction: float = 0.1, seed: int = 0, *,
             raise CorpusError(f"this corpus ({corpus.source}) mixes no noise on the fly, so "
                               "there are no noise recordings to hold out")
         if holdout_noises is not None:
-            asked = [str(n) for n in holdout_noises]
-            _unknown("noise", asked, [names[i] for i in allowed])
-            held = [i for i in allowed if names[i] in set(asked)]
+            asked = {str(n) for n in holdout_noises}
+            _unknown("noise", sorted(asked), [names[i] for i in allowed]
+                     + [_stem(names[i]) for i in allowed])
+            held = [i for i in allowed if names[i] in asked or _stem(names[i]) in asked]
         else:
             if len(allowed) < 2:
                 raise CorpusError(f"cannot hold out noises: the corpus mixes with "
