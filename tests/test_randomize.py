@@ -486,3 +486,29 @@ def test_real_dev_audio_domain_draws_keep_snr_level_and_zeros(dev_audio):
     torch.testing.assert_close(level.float()[free], info.params.level_db[free], atol=5e-3,
                                rtol=0)
     assert (info.params.count > 1).any() and info.params.reverb.any()
+
+
+def test_fft_size_is_the_smallest_5_smooth_size():
+    from hear_vec.data.filters import fft_size
+
+    def smooth(m: int) -> bool:
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    for n in (1, 7, 1000, 32001, 48001, 52001):
+        size = fft_size(n)
+        assert size >= n and smooth(size) and not any(smooth(k) for k in range(n, size))
+
+
+def test_presets_and_overrides_resolve_to_validated_settings():
+    assert PRESETS["off"].is_identity() and not PRESETS["domain"].is_identity()
+    rand = resolve_randomization("domain", reverb_prob=0.0, noise_count=[1, 2], tilt_range=None,
+                                 level_range="off")
+    assert rand.reverb_prob == 0.0 and rand.noise_count == (1, 2)  # lists (JSON) -> tuples
+    assert rand.tilt_range == PRESETS["domain"].tilt_range and rand.level_range is None
+    assert Randomization(**{**rand.as_dict(), "eq_freq_range": [100, 200]}).eq_freq_range == (
+        100, 200)
+    with pytest.raises(RandomizationError, match="not a randomization knob"):
+        resolve_randomization(loudness=3)
