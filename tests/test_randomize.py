@@ -488,18 +488,21 @@ def test_real_dev_audio_domain_draws_keep_snr_level_and_zeros(dev_audio):
     assert (info.params.count > 1).any() and info.params.reverb.any()
 
 
-def test_fft_size_is_the_smallest_5_smooth_size():
+def test_fft_size_is_the_smallest_5_smooth_multiple_of_16():
     from hear_vec.data.filters import fft_size
 
-    def smooth(m: int) -> bool:
+    def fast(m: int) -> bool:
+        if m % 16:
+            return False
         for p in (2, 3, 5):
             while m % p == 0:
                 m //= p
         return m == 1
 
-    for n in (1, 7, 1000, 32001, 48001, 52001):
+    for n in (1, 7, 1000, 32001, 46800, 48001, 52001):
         size = fft_size(n)
-        assert size >= n and smooth(size) and not any(smooth(k) for k in range(n, size))
+        assert size >= n and fast(size) and not any(fast(k) for k in range(n, size))
+    assert fft_size(46800) == 48000
 
 
 def test_presets_and_overrides_resolve_to_validated_settings():

