@@ -515,3 +515,16 @@ def test_presets_and_overrides_resolve_to_validated_settings():
         100, 200)
     with pytest.raises(RandomizationError, match="not a randomization knob"):
         resolve_randomization(loudness=3)
+
+
+def test_whole_utterances_are_randomized_deterministically(white):
+    corpus = _multi(white, PRESETS["domain"])
+    for index in (0, len(corpus) - 1):  # a mixed and a paired utterance
+        clean, noisy = corpus.utterance_audio(index)
+        n = int(corpus.utterance_lengths()[index])
+        assert clean.shape == noisy.shape == (n,) and torch.isfinite(noisy).all()
+        again = corpus.utterance_audio(index)
+        assert torch.equal(again[1], noisy)
+        meta = corpus.utterance_meta(index)
+        assert meta["utt_id"] == corpus.names[index] and meta["duration_sec"] == n / SR
+    assert corpus.utterance_meta(len(corpus) - 1)["source"] == "paired"

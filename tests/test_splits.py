@@ -79,7 +79,7 @@ def test_whole_speakers_go_to_one_side_and_the_split_is_seeded(corpus):
     others = {tuple(split_corpus(corpus, 0.5, seed=s, speaker_pattern=r"^([^_]+)_")
                     .valid_speakers) for s in range(2, 12)}
     assert len(others) > 1
-    held = split_corpus(corpus, speaker_pattern=r"^([^_]+)_", holdout_speakers=["cy"])
+    held = split_corpus(corpus, speaker_pattern=r"^([^_]+)_", holdout_speakers="cy")
     assert _speakers(held.valid) == {"cy"} and "cy" not in _speakers(held.train)
     # validation draws only ever hold validation utterances
     seg = held.valid.draw(rng.make_key(0), 256, 2000, 500)

@@ -120,6 +120,10 @@ def split_corpus(corpus: Corpus, valid_fraction: float = 0.1, seed: int = 0, *,
                  holdout_noises: Sequence[str] | None = None) -> CorpusSplit:
     """(train, valid) holding out whole speakers and, optionally, noise items (module
     docstring). Raises ValueError / :class:`CorpusError` with one line for bad settings."""
+    if isinstance(holdout_speakers, str):  # one name, not its characters
+        holdout_speakers = [holdout_speakers]
+    if isinstance(holdout_noises, str):
+        holdout_noises = [holdout_noises]
     labels = speaker_labels(corpus, speaker_pattern, speaker_column)
     if speaker_pattern is None and speaker_column is None:  # one group per utterance
         counts = Counter(labels)
