@@ -15,6 +15,7 @@ the steadier measure of the work). Numbers are written, never asserted.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         row["cpu_us_per_row"] = row["cpu_ms_per_draw"] * 1e3 / args.rows
         row["cpu_vs_plain"] = row["cpu_ms_per_draw"] / base_cpu
     info = {**machine_info(device), "rows": args.rows, "seconds": args.seconds,
-            "source": source, "repeats": args.repeats}
+            "source": source, "repeats": args.repeats,
+            "load_average_1min": round(os.getloadavg()[0], 2)}
     columns = ["setting", "ms_per_draw", "cpu_ms_per_draw", "cpu_us_per_row", "cpu_vs_plain"]
     table = markdown_table(rows, columns)
     print(table)
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"Device {info['device']} ({info['device_name']}), {info['cpu_threads']} "
                 f"thread(s), torch {info['torch']}, inputs: {source}; segments of "
                 f"{args.seconds / 2:g}-{args.seconds:g} s, medians of {args.repeats} draws "
-                f"(wall and process CPU time).\n\n"
+                f"(wall and process CPU time); 1-minute load average at the end "
+                f"{info['load_average_1min']} on {os.cpu_count()} CPUs.\n\n"
                 f"{table}\n")
         path = Path(args.markdown)
         path.parent.mkdir(parents=True, exist_ok=True)
