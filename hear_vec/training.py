@@ -203,7 +203,6 @@ class RunConfig:
                              f"{self.holdout_noise_fraction}")
         self.randomization()
 
-
     def randomization(self) -> Randomization:
         """The domain randomization of the draws: ``augment``'s preset with the knobs set."""
         try:
