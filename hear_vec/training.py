@@ -4,6 +4,7 @@
 writes goes to ``log_dir``:
 
 - ``args.json``      the run's arguments;
+- ``split.json``     which speakers and noise recordings the train / validation parts hold;
 - ``checkpoint.pt``  learner (networks, optimizers, counters, RNG), observation normalizer,
                      env RNG counter, evaluation history — written atomically at every
                      evaluation and on Ctrl-C; ``--resume`` continues from it;
@@ -12,9 +13,12 @@ writes goes to ``log_dir``:
 - TensorBoard events (CleanRL names: charts/episodic_return, charts/SPS, losses/*, and
   eval/si_sdr_gain, eval/stoi_gain, eval/estoi_gain, eval/return).
 
-Evaluation runs the deterministic policy on the validation split (10 % of the utterances,
-split by utterance with the run's seed) on the same segments every time (the evaluation
-env's RNG counter is rewound), so successive evaluations are comparable.
+Evaluation runs the deterministic policy on the validation split on the same segments every
+time (the evaluation env's RNG counter is rewound), so successive evaluations are comparable.
+The split (:func:`hear_vec.data.split_corpus`, seeded by the run's seed) holds out 10 % of the
+speakers — each utterance is its own speaker unless ``speaker_pattern`` / ``speaker_column``
+say otherwise — and, with ``holdout_noise_fraction`` / ``holdout_noises``, noise recordings
+too; both parts are drawn with the run's domain randomization (``augment`` + knobs).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,7 +48,17 @@ from hear_vec.checkpoint import (
     save_atomic,
 )
 from hear_vec.cli.common import resolve_device
-from hear_vec.data import Corpus, load_corpus
+from hear_vec.data import (
+    Corpus,
+    CorpusSplit,
+    Randomization,
+    RandomizationError,
+    load_corpus,
+    parse_sources,
+    resolve_randomization,
+    split_corpus,
+)
+from hear_vec.data.randomize import KNOBS
 from hear_vec.env import DenoiseEnv
 from hear_vec.env.rollout import run_episodes
 from hear_vec.env.transition import STOP
@@ -52,7 +67,8 @@ from hear_vec.features import NUM_FEATURES
 from hear_vec.ops import METHODS
 from hear_vec.runtime import tune_cpu_allocator
 
-__all__ = ["RunConfig", "TrainingInterrupted", "build_learner", "evaluate", "run", "ALGOS"]
+__all__ = ["RunConfig", "TrainingInterrupted", "build_learner", "evaluate", "run", "ALGOS",
+           "load_split", "load_corpora"]
 
 ALGOS = ("ppo", "sac", "td3")
 
@@ -81,11 +97,37 @@ class RunConfig:
     quality_interval: int = 0
     diversity_weight: float = 0.0
     segment_seconds: float = 2.0
-    data: str = "synthetic"
+    data: str | tuple[str, ...] = "synthetic"   # speech sources LOCATION[:WEIGHT]
     clean_dir: str | None = None
-    noise_dir: str | None = None
+    noise_dir: str | tuple[str, ...] | None = None  # noise sources LOCATION[:WEIGHT]
     snr_range: tuple[float, float] = (-5.0, 15.0)
     valid_fraction: float = 0.1
+    # held-out validation (hear_vec.data.splits)
+    speaker_pattern: str | None = None
+    speaker_column: str | None = None
+    holdout_speakers: tuple[str, ...] | None = None
+    holdout_noise_fraction: float = 0.0
+    holdout_noises: tuple[str, ...] | None = None
+    # domain randomization (hear_vec.data.randomize): the preset, each knob None = its value
+    augment: str = "off"
+    level_range: tuple[float, float] | str | None = None  # or "off"
+    reverb_prob: float | None = None
+    rt60_range: tuple[float, float] | None = None
+    drr_range: tuple[float, float] | None = None
+    tilt_range: tuple[float, float] | None = None
+    eq_bands: int | None = None
+    eq_gain_db: float | None = None
+    eq_freq_range: tuple[float, float] | None = None
+    eq_width_range: tuple[float, float] | None = None
+    lowpass_prob: float | None = None
+    lowpass_range: tuple[float, float] | None = None
+    highpass_prob: float | None = None
+    highpass_range: tuple[float, float] | None = None
+    noise_count: tuple[int, int] | None = None
+    noise_gain_range: tuple[float, float] | None = None
+    noise_tilt_range: tuple[float, float] | None = None
+    babble_prob: float | None = None
+    babble_talkers: tuple[int, int] | None = None
     device: str = "auto"
     seed: int = 0
     log_dir: str = "runs/rl_train"
@@ -150,15 +192,35 @@ class RunConfig:
         lo, hi = self.snr_range
         if not lo <= hi:
             raise ValueError(f"--snr-range needs LO <= HI, got {lo} {hi}")
-        if (self.clean_dir is None) != (self.noise_dir is None):
+        if self.clean_dir is not None and self.noise_dir is None:
             raise ValueError("--clean-dir and --noise-dir go together")
-        if self.clean_dir is None and self.data != "synthetic" and not Path(self.data).exists():
-            raise ValueError(f"--data {self.data}: no such file or folder (give 'synthetic', a "
-                             "meta.csv, or a folder with clean/ and noisy/)")
-        for name in ("clean_dir", "noise_dir"):
-            value = getattr(self, name)
-            if value is not None and not Path(value).is_dir():
-                raise ValueError(f"--{name.replace('_', '-')} {value}: no such folder")
+        for spec in ([] if self.clean_dir is not None else parse_sources(self.data)):
+            if spec.location != "synthetic" and not Path(spec.location).exists():
+                raise ValueError(f"--data {spec.location}: no such file or folder (give "
+                                 "'synthetic', a meta.csv, a folder with clean/ and noisy/, or "
+                                 "a folder of clean speech)")
+        if self.clean_dir is not None and not Path(self.clean_dir).is_dir():
+            raise ValueError(f"--clean-dir {self.clean_dir}: no such folder")
+        for spec in parse_sources(self.noise_dir):
+            if spec.location != "synthetic" and not Path(spec.location).is_dir():
+                raise ValueError(f"--noise-dir {spec.location}: no such folder")
+        if self.speaker_pattern is not None:
+            try:
+                re.compile(self.speaker_pattern)
+            except re.error as err:
+                raise ValueError(f"--speaker-pattern {self.speaker_pattern!r} is not a valid "
+                                 f"regular expression ({err})") from None
+        if not 0.0 <= self.holdout_noise_fraction < 1.0:
+            raise ValueError(f"--holdout-noise-fraction must be in [0, 1), got "
+                             f"{self.holdout_noise_fraction}")
+        self.randomization()
+
+    def randomization(self) -> Randomization:
+        """The domain randomization of the draws: ``augment``'s preset with the knobs set."""
+        try:
+            return resolve_randomization(self.augment, **{k: getattr(self, k) for k in KNOBS})
+        except RandomizationError as err:
+            raise ValueError(f"--{err.field.replace('_', '-')} {err.message}") from None
 
 
 # ------------------------------------------------------------------------------------------
@@ -170,14 +232,26 @@ def build_learner(cfg: RunConfig, env: DenoiseEnv, device: torch.device) -> Lear
     return LEARNERS[cfg.algo](env, make_config(cfg.algo, values), device)
 
 
-def load_corpora(cfg: RunConfig, device: torch.device) -> tuple[Corpus, Corpus]:
+def load_split(cfg: RunConfig, device: torch.device) -> CorpusSplit:
+    """The run's corpus (sources + randomization) split into training and validation parts."""
     data = None if cfg.clean_dir is not None else cfg.data
     corpus = load_corpus(data, clean_dir=cfg.clean_dir, noise_dir=cfg.noise_dir,
-                         snr_range=tuple(cfg.snr_range), device=device, seed=cfg.seed)
+                         snr_range=tuple(cfg.snr_range), device=device, seed=cfg.seed,
+                         randomization=cfg.randomization())
     if len(corpus) < 2:
         raise ValueError(f"the corpus has {len(corpus)} utterance(s); a train/validation split "
                          "needs at least 2")
-    return corpus.split(cfg.valid_fraction, seed=cfg.seed)
+    return split_corpus(corpus, cfg.valid_fraction, cfg.seed,
+                        speaker_pattern=cfg.speaker_pattern, speaker_column=cfg.speaker_column,
+                        holdout_speakers=cfg.holdout_speakers,
+                        holdout_noise_fraction=cfg.holdout_noise_fraction,
+                        holdout_noises=cfg.holdout_noises)
+
+
+def load_corpora(cfg: RunConfig, device: torch.device) -> tuple[Corpus, Corpus]:
+    """(train, valid) of :func:`load_split`."""
+    split = load_split(cfg, device)
+    return split.train, split.valid
 
 
 def make_envs(cfg: RunConfig, train: Corpus, valid: Corpus, device: torch.device,
@@ -404,7 +478,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         raise ValueError(f"{log_dir} already holds a finished run; pick another --log-dir "
                          "(or --resume to continue it)")
 
-    train_corpus, valid_corpus = load_corpora(cfg, device)
+    split = load_split(cfg, device)
+    train_corpus, valid_corpus = split.train, split.valid
     env, eval_env = make_envs(cfg, train_corpus, valid_corpus, device, rank)
     learner = build_learner(cfg, env, device)
     session = _Run(cfg, learner, env, eval_env, log_dir, rank)
@@ -417,6 +492,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     if rank == 0:
         log_dir.mkdir(parents=True, exist_ok=True)
         _write_json(log_dir / "args.json", asdict(cfg))
+        _write_json(log_dir / "split.json", split.report())
     session.open(learner.global_step)
     previous_handler = signal.getsignal(signal.SIGTERM)
     if rank == 0:
