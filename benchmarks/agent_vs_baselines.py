@@ -115,7 +115,13 @@ def build_parser() -> OneLineParser:
 
 
 def resolve_settings(p: OneLineParser, args: Any) -> dict[str, Any]:
-    """Split settings: command line first, then the run's args.json, then defaults."""
+    """Split settings: the command line first, then the run's args.json.
+
+    A run's args.json is read as train.py's data split reads it: speakers (or utterances,
+    without a speaker pattern) are held out by ``valid_fraction`` unless ``holdout_speakers``
+    names them; noises by ``holdout_noises`` or ``holdout_noise_fraction`` > 0. A run that
+    held out no noise recordings needs ``--holdout-noises`` here, with a warning: that agent
+    has heard every noise."""
     saved: dict[str, Any] = {}
     if args.run:
         path = Path(args.run) / "args.json"
@@ -123,14 +129,20 @@ def resolve_settings(p: OneLineParser, args: Any) -> dict[str, Any]:
             saved = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             p.error(f"--run: cannot read {path}: {first_line(exc)}")
+        if not isinstance(saved, dict):
+            p.error(f"--run: {path} does not hold a JSON object")
         if not (Path(args.run) / "model.pt").is_file():
             p.error(f"--run: {Path(args.run) / 'model.pt'} not found")
         args.checkpoint = [str(Path(args.run) / "model.pt")] + args.checkpoint
+        if not saved.get("holdout_speakers") and saved.get("holdout_speaker_fraction") is None:
+            saved["holdout_speaker_fraction"] = saved.get("valid_fraction")
+        if not saved.get("holdout_noises") and not saved.get("holdout_noise_fraction"):
+            saved["holdout_noise_fraction"] = None
+            if args.holdout_noises or args.holdout_noise_fraction:
+                print(f"warning: {args.run} held out no noise recordings in training; the "
+                      "agent has heard the noises held out here", file=sys.stderr)
     s = {k: getattr(args, k) if getattr(args, k) is not None else saved.get(k)
          for k in _RUN_KEYS}
-    if saved and not any(saved.get(k) for k in _RUN_KEYS[2:7]):
-        print(f"warning: {args.run}/args.json records no speaker/noise hold-out; the split "
-              "here may overlap what the agent was trained on", file=sys.stderr)
     for k in ("holdout_speakers", "holdout_noises"):
         s[k] = parse_name_list(s[k])
     if s["seed"] is None:
@@ -140,7 +152,8 @@ def resolve_settings(p: OneLineParser, args: Any) -> dict[str, Any]:
     if s["holdout_speakers"] is None and s["holdout_speaker_fraction"] is None:
         p.error("give --holdout-speakers or --holdout-speaker-fraction")
     if s["holdout_noises"] is None and s["holdout_noise_fraction"] is None:
-        p.error("give --holdout-noises or --holdout-noise-fraction")
+        p.error("give --holdout-noises or --holdout-noise-fraction"
+                + (f" ({args.run} held out no noise recordings)" if args.run else ""))
     return s
 
 

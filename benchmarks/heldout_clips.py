@@ -5,7 +5,7 @@ speakers and noise recordings, the held-out grid, and random training clips.
   (``hear_vec.data.read_mono``), keyed by its path relative to the folder (sorted).
 - :func:`split_folders`: held-out speakers (``hear_vec.evaluation.choose_holdout`` on the
   utterance names, groups from ``speaker_pattern``, stream 0) and held-out noise recordings
-  (every recording its own group, stream 1).
+  (every recording its own group, stream ``NOISE_STREAM``).
 - :func:`heldout_grid`: every (held-out utterance, held-out noise, SNR) once: the whole
   utterance mixed with a noise excerpt starting at a random offset (seeded, uniform over the
   recording, wrapping around its end) at exactly that SNR (``hear_vec.data.mix_at_snr``, the
@@ -31,7 +31,7 @@ from torch import Tensor
 
 from hear_vec.audio_io import AudioReadError, list_audio_files
 from hear_vec.data import mix_at_snr, read_mono
-from hear_vec.evaluation import HoldoutSplit, choose_holdout
+from hear_vec.evaluation import NOISE_STREAM, HoldoutSplit, choose_holdout
 
 __all__ = ["ClipSet", "read_folder", "split_folders", "heldout_grid", "training_clips"]
 
@@ -88,7 +88,8 @@ def split_folders(speech: Sequence[str], noises: Sequence[str], *,
                               fraction=holdout_speaker_fraction, seed=seed, stream=0,
                               what="speaker")
     noise = choose_holdout(noises, pattern=None, holdout=holdout_noises,
-                           fraction=holdout_noise_fraction, seed=seed, stream=1, what="noise")
+                           fraction=holdout_noise_fraction, seed=seed, stream=NOISE_STREAM,
+                           what="noise")
     return speakers, noise
 
 

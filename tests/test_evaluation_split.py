@@ -24,7 +24,11 @@ PATTERN = r"^([^_]+_[^_]+)"
 
 def test_group_of_uses_group_1_of_the_stem():
     assert group_of("arctic_aew_a0001.wav", PATTERN) == "arctic_aew"
-    assert group_of("sub/dir/sbasr_spk1_snt3.flac", PATTERN) == "sbasr_spk1"
+    assert group_of("sbasr_spk1_snt3.flac", PATTERN) == "sbasr_spk1"
+    assert group_of("sub/p232_001.wav", r"(p\d+)_\d+$") == "p232"
+    assert group_of("p232/p232_001.wav", r"^(p\d+)/") == "p232"      # folders are kept
+    assert group_of("spk1.2_a", r"^([^_]+)_") == "spk1.2"              # not an audio suffix
+    assert group_of("spk7-utt.wav", r"^spk\d") == "spk7"        # no group: the whole match
     assert group_of("timit_LDC93S1.wav", PATTERN) == "timit_LDC93S1"
     assert group_of("sub/cafe.wav", None) == "cafe"
     assert group_of("p232_001.wav", r"^(p\d+)_") == "p232"
@@ -55,6 +59,9 @@ def test_explicit_speakers_are_honoured():
     again = choose_holdout(DEV_NAMES, pattern=PATTERN, holdout=["arctic_axb, sbasr_spk2"],
                            fraction=0.9)
     assert again == split
+    # a label written with its audio extension (as a corpus may name it) is the same speaker
+    timit = choose_holdout(DEV_NAMES, pattern=PATTERN, holdout=["timit_LDC93S1.wav"])
+    assert timit.held_out == ("timit_LDC93S1.wav",)
 
 
 def test_explicit_noises_match_by_stem_or_name():
@@ -123,8 +130,8 @@ def test_bad_requests_raise_one_clear_error(kwargs, match):
 def test_bad_patterns_and_names_raise():
     with pytest.raises(ValueError, match="does not match"):
         choose_holdout(["a_b_1.wav", "plain.wav"], pattern=r"^(\w+?)_", fraction=0.5)
-    with pytest.raises(ValueError, match="capturing group"):
-        group_of("a_b.wav", r"^\w+")
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        group_of("a_b.wav", r"^(\w+")
     with pytest.raises(ValueError, match="at least 2"):
         choose_holdout(["spk1_a.wav", "spk1_b.wav"], pattern=r"^(spk\d)", fraction=0.5)
     with pytest.raises(ValueError, match="duplicate"):

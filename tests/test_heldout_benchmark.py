@@ -222,6 +222,30 @@ def test_run_dir_supplies_the_split(folders, model_path, tmp_path):
     assert "agent" in data["kinds"].values() and len(data["rows"]) == 2
 
 
+def test_an_utterance_level_run_holds_out_its_validation_utterances(folders, model_path,
+                                                                   tmp_path, capsys):
+    from hear_vec.data import load_corpus
+
+    speech, noise = folders
+    run = tmp_path / "old_run"
+    run.mkdir()
+    shutil.copy(model_path, run / "model.pt")
+    (run / "args.json").write_text(json.dumps({
+        "clean_dir": str(speech), "noise_dir": str(noise), "valid_fraction": 0.34, "seed": 2,
+        "holdout_noise_fraction": 0.0}))
+    common = ["--run", str(run), "--snrs", "5", "--grid-clips", "2", "--grid-seconds", "1.0",
+              "--grid", "coarse", "--outside", "none", "--n-boot", "100"]
+    with pytest.raises(SystemExit):       # it held out no noise: say which to hold out here
+        bench.main(common + ["--json", str(tmp_path / "x.json")])
+    assert "held out no noise recordings" in capsys.readouterr().err
+    out = tmp_path / "res.json"
+    assert bench.main(common + ["--holdout-noises", "hiss", "--json", str(out)]) == 0
+    assert "has heard the noises" in capsys.readouterr().err
+    _, valid = load_corpus(clean_dir=speech, noise_dir=noise).split(0.34, seed=2)
+    held = json.loads(out.read_text())["info"]["split"]["speakers"]["held_out"]
+    assert held == list(valid.names)
+
+
 @pytest.mark.parametrize("extra, match", [
     (["--holdout-speakers", "nobody"], "unknown speaker"),
     (["--speaker-pattern", r"^(x\d)"], "does not match"),

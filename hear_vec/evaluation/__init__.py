@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from hear_vec.evaluation.align import align_to_reference, estimate_lag, shift_to_length
 from hear_vec.evaluation.split import (
+    NOISE_STREAM,
     HoldoutSplit,
     choose_holdout,
     group_names,
@@ -26,6 +27,6 @@ from hear_vec.evaluation.stats import (
 __all__ = [
     "Interval", "bootstrap_means", "mean_interval", "paired_difference", "fraction_below",
     "worst_clip", "gain_by_band", "summarize_gains",
-    "HoldoutSplit", "group_of", "group_names", "choose_holdout", "parse_name_list",
+    "HoldoutSplit", "NOISE_STREAM", "group_of", "group_names", "choose_holdout", "parse_name_list",
     "estimate_lag", "shift_to_length", "align_to_reference",
 ]

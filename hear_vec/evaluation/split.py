@@ -5,20 +5,22 @@ speaker, every clip cut from a held-out noise recording. The functions here work
 alone (file names relative to a folder, or utterance ids), so the same selection can serve
 a benchmark, a trainer or a corpus:
 
-- :func:`group_of` maps a name to its group: group 1 of ``re.search(pattern, stem)``, where
-  ``stem`` is the file name without folders and extension; ``pattern=None`` makes every name
-  its own group (an utterance-level or recording-level split). E.g. ``'^([^_]+_[^_]+)'``
-  maps ``arctic_aew_a0001.wav`` to ``arctic_aew`` and ``sbasr_spk1_snt3.wav`` to
-  ``sbasr_spk1``.
+- :func:`group_of` maps a name to its group: group 1 of ``re.search(pattern, key)`` (the
+  whole match when the pattern has no group), where ``key`` is the name without its .wav / .flac
+  extension (folders kept, e.g. ``p232/p232_001``); ``pattern=None`` makes every name its
+  own group, labelled by its stem (no folders, no extension): an utterance-level or
+  recording-level split. E.g.
+  ``'^([^_]+_[^_]+)'`` maps ``arctic_aew_a0001.wav`` to ``arctic_aew`` and
+  ``sbasr_spk1_snt3.wav`` to ``sbasr_spk1``.
 - :func:`choose_holdout` picks the held-out groups: an explicit list (checked against the
   groups found), or a seeded fraction. For the fraction, ``k = min(G - 1, max(1,
   round(fraction * G)))`` of the G groups (sorted by name) are held out: those with the k
   smallest scores ``hear_vec.rng.uniform(key, (G,), float64)``, the stable argsort that
   :meth:`hear_vec.data.Corpus.split` uses, with ``key = make_key(seed)`` for ``stream=0``
-  and ``fold_in(make_key(seed), stream)`` otherwise (give speakers and noises different
-  streams so their choices are independent). With ``pattern=None``, ``stream=0`` and the
-  file names of a flat folder (sorted, the order ``load_corpus`` reads them in), this is
-  exactly the choice of ``Corpus.split(fraction, seed)``.
+  and ``fold_in(make_key(seed), stream)`` otherwise (speakers use stream 0 and noise
+  recordings :data:`NOISE_STREAM`, so their choices are independent). With ``pattern=None``,
+  ``stream=0`` and the file names of a flat folder (sorted, the order ``load_corpus`` reads
+  them in), this is exactly the choice of ``Corpus.split(fraction, seed)``.
 
 Nothing here reads files; it is pure and deterministic.
 """
@@ -34,27 +36,40 @@ import torch
 
 from hear_vec import rng
 
-__all__ = ["HoldoutSplit", "group_of", "group_names", "choose_holdout", "parse_name_list"]
+__all__ = ["HoldoutSplit", "NOISE_STREAM", "group_of", "group_names", "choose_holdout",
+           "parse_name_list"]
+
+#: the ``stream`` of noise-recording choices (the value the data split uses for noises)
+NOISE_STREAM = 0x401
+_AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def _stem(name: str) -> str:
     return PurePath(str(name).replace("\\", "/")).stem
 
 
+def _strip_audio_suffix(name: str) -> str:
+    text = str(name).replace("\\", "/")
+    suffix = PurePath(text).suffix
+    return text[: -len(suffix)] if suffix.lower() in _AUDIO_SUFFIXES else text
+
+
 def group_of(name: str, pattern: str | re.Pattern[str] | None) -> str:
-    """The group of ``name``: group 1 of ``pattern`` searched in the name's stem, or the stem
-    itself when ``pattern`` is None. Raises ValueError when the pattern does not match."""
-    stem = _stem(name)
+    """The group of ``name``: group 1 of ``pattern`` searched in ``name`` without its
+    extension (the whole match when the pattern has no group), or the name's stem when
+    ``pattern`` is None. Raises ValueError when the pattern is invalid or does not match."""
     if pattern is None:
-        return stem
-    regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-    if regex.groups < 1:
-        raise ValueError(f"pattern {regex.pattern!r} needs a capturing group (group 1 = group)")
-    match = regex.search(stem)
-    if match is None or not match.group(1):
-        raise ValueError(f"pattern {regex.pattern!r} does not match {name!r} (searched in "
-                         f"{stem!r}); every name needs a non-empty group 1")
-    return match.group(1)
+        return _stem(name)
+    try:
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+    except re.error as err:
+        raise ValueError(f"pattern {pattern!r} is not a valid regular expression ({err})") from None
+    match = regex.search(_strip_audio_suffix(name))
+    value = None if match is None else match.group(1) if regex.groups else match.group(0)
+    if not value:
+        raise ValueError(f"pattern {regex.pattern!r} does not match {name!r}; every name needs "
+                         f"a non-empty {'group 1' if regex.groups else 'match'}")
+    return value
 
 
 def group_names(names: Iterable[str], pattern: str | re.Pattern[str] | None
@@ -112,7 +127,7 @@ def choose_holdout(names: Sequence[str], *, pattern: str | re.Pattern[str] | Non
                          f"{len(all_groups)} ({', '.join(all_groups) or 'none'})")
     chosen = parse_name_list(list(holdout)) if holdout is not None else None
     if chosen is not None:
-        keys = {_stem(c) if pattern is None else c for c in chosen}
+        keys = {_stem(c) if pattern is None else _strip_audio_suffix(c) for c in chosen}
         unknown = sorted(keys - set(all_groups))
         if unknown:
             raise ValueError(f"unknown {what}(s) {', '.join(unknown)}; found: "
