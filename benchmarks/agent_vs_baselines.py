@@ -24,8 +24,9 @@ knobs (0.5, 0.5, 0.5) applied max_steps times; (c) the best single fixed chain o
 ``hear_vec.baselines.grid_search_fixed_chain`` on the TRAINING clips; (d) each agent
 (``--checkpoint``, deterministic policy); (e) the outside denoisers that are installed
 (``--outside``; benchmarks/outside_denoisers.py, delay-aligned); (f) with ``--oracle``, the
-per-clip best chain of the same grid (it sees the clean speech: the most that choosing one
-fixed chain per clip could reach).
+per-clip best chain of the same grid by SI-SDR (it sees the clean speech: the most that
+choosing one grid chain per clip could reach; an agent that changes method and knobs from
+step to step, with knobs off the grid, is not bound by it).
 
 Scores per clip: SI-SDR, STOI, ESTOI (hear_vec.metrics) and their gains over the input; per
 system: mean gain with a 95 % cluster-bootstrap interval over source utterances, gain by
@@ -196,11 +197,11 @@ def main(argv: list[str] | None = None) -> int:
 
     held = heldout_grid({u: speech[u] for u in spk.held_out},
                         {n: noises[n] for n in nse.held_out}, spk.groups, args.snrs,
-                        args.clip_seed)
+                        args.clip_seed).to(device)
     lo, hi = min(args.snrs), max(args.snrs)
     train = training_clips({u: speech[u] for u in spk.train}, {n: noises[n] for n in nse.train},
                            args.grid_clips, args.grid_seconds, min(1.0, args.grid_seconds),
-                           (lo, hi), args.clip_seed + 1)
+                           (lo, hi), args.clip_seed + 1).to(device)
     records = held.records
     scorer = Scorer(held.clean, held.lengths)
     noisy = scorer(held.noisy)
@@ -238,9 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             chains: dict[int, Any] = {}
 
             def run_agent(x, lens, agent=agent, chains=chains):
-                result = agent.run(x.to(device), lens.to(device))
+                result = agent.run(x, lens)
                 chains[len(chains)] = (result.methods.cpu(), result.knobs.cpu())
-                return result.audio.cpu()
+                return result.audio
             out = timed(timings, label, lambda f=run_agent: run_in_batches(
                 f, held.noisy, held.lengths, args.batch_rows))
             systems[label], kinds[label] = scorer(out), "agent"
@@ -257,12 +258,13 @@ def main(argv: list[str] | None = None) -> int:
         label = f"(e) {den.name} ({den.package} {den.version})"
 
         def run_outside(den=den):
-            rows, found = torch.zeros_like(held.noisy), []
+            noisy_host = held.noisy.cpu()
+            rows, found = torch.zeros_like(noisy_host), []
             for i, n in enumerate(held.lengths.tolist()):
-                y, lag = den.process(held.noisy[i, :n].numpy(), 16000)
+                y, lag = den.process(noisy_host[i, :n].numpy(), 16000)
                 rows[i, :n] = torch.from_numpy(y)
                 found.append(lag)
-            return rows, found
+            return rows.to(held.noisy.device), found
         out, lags[label] = timed(timings, label, run_outside)
         systems[label], kinds[label] = scorer(out), "outside"
 
@@ -331,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(f'{s:g}' for s in args.snrs)} dB = {len(held)} clips; noisy input "
               f"SI-SDR {info['noisy_mean']['si_sdr']:.2f} dB, STOI "
               f"{info['noisy_mean']['stoi']:.3f}; (c) searched on {len(train)} training clips; "
-              f"total {timings['total']:.0f} s")
+              f"total {timings['total']:.0f} s.\n\nIntervals: 95 % percentile bootstrap "
+              f"resampling the {len(spk.held_out)} held-out utterances (all clips of an "
+              f"utterance together; {args.n_boot} replicates); they do not cover the spread "
+              f"across speakers or noise recordings (see the per-noise table).")
     print(header + "\n\n" + text)
     extra["training_clips"] = train.records
     write_results(args.json, {"info": info, "kinds": kinds, "summaries": summaries,

@@ -54,6 +54,10 @@ class ClipSet:
     def column(self, key: str) -> list[Any]:
         return [r[key] for r in self.records]
 
+    def to(self, device: torch.device | str) -> ClipSet:
+        return ClipSet(self.clean.to(device), self.noisy.to(device), self.lengths.to(device),
+                       self.records)
+
 
 def read_folder(folder: str | Path, what: str) -> tuple[dict[str, np.ndarray], list[str]]:
     """({relative name: float32 mono 16 kHz}, [skipped 'name (reason)']). Raises ValueError

@@ -74,18 +74,18 @@ def per_clip_chain_gains(clean: Tensor, noisy: Tensor, lengths: Tensor, max_step
     order). Rows are (clip, entry) pairs in batches of similar length."""
     triples = knob_grid(grid)
     entries = [(m, t) for m in range(len(METHODS)) for t in triples]
-    num = clean.shape[0]
-    knob_table = torch.tensor([t for _, t in entries], dtype=clean.dtype)
-    method_table = torch.tensor([m for m, _ in entries], dtype=torch.long)
+    num, dev = clean.shape[0], clean.device
+    knob_table = torch.tensor([t for _, t in entries], dtype=clean.dtype, device=dev)
+    method_table = torch.tensor([m for m, _ in entries], dtype=torch.long, device=dev)
     base = si_sdr(noisy, clean, lengths)
-    gains = torch.zeros(num, len(entries), int(max_steps), dtype=torch.float64)
+    gains = torch.zeros(num, len(entries), int(max_steps), dtype=torch.float64, device=dev)
     host = lengths.tolist()
     row_clip = [c for c in range(num) for _ in range(len(entries))]
     row_entry = [e for _ in range(num) for e in range(len(entries))]
     row_len = [host[c] for c in row_clip]
     for batch in length_batches(row_len, batch_rows, int(batch_seconds * SAMPLE_RATE)):
-        clips = torch.tensor([row_clip[r] for r in batch])
-        ents = torch.tensor([row_entry[r] for r in batch])
+        clips = torch.tensor([row_clip[r] for r in batch], device=dev)
+        ents = torch.tensor([row_entry[r] for r in batch], device=dev)
         width = max(row_len[r] for r in batch)
         lens = lengths[clips]
         x, ref = noisy[clips, :width], clean[clips, :width]
@@ -93,12 +93,14 @@ def per_clip_chain_gains(clean: Tensor, noisy: Tensor, lengths: Tensor, max_step
         for step in range(int(max_steps)):
             x = denoise(x, m, k, lens)
             gains[clips, ents, step] = (si_sdr(x, ref, lens) - base[clips]).double()
-    return gains.numpy(), entries
+    return gains.cpu().numpy(), entries
 
 
 def apply_per_clip_chains(noisy: Tensor, lengths: Tensor, methods: Tensor, knobs: Tensor,
                           steps: Tensor) -> Tensor:
     """Clip i: ``methods[i]`` with ``knobs[i]`` applied ``steps[i]`` (>= 1) times."""
+    dev = noisy.device
+    methods, knobs, steps = methods.to(dev), knobs.to(dev, noisy.dtype), steps.to(dev)
     out = noisy
     for step in range(int(steps.max())):
         y = denoise(out, methods, knobs, lengths)
