@@ -421,7 +421,9 @@ def test_env_resets_from_the_randomized_draw_by_masked_select(white):
     env.step(action)
     _, reward, terminated, _, _ = env.step(action)
     assert terminated.all() and torch.isfinite(reward).all()
-    fresh = corpus.draw(rng.fold_in(env.key, 1), 4, 4000, 2000)
+    # the autoreset of step 2 drew with the step counter (hear_vec.env.transition)
+    assert int(env.state.counter) == 2
+    fresh = corpus.draw(rng.fold_in(env.key, env.state.counter), 4, 4000, 2000)
     assert torch.equal(env.state.noisy, fresh.noisy)
     assert torch.equal(env.state.clean, fresh.clean)
 
