@@ -59,6 +59,7 @@ from hear_vec.data import (
     split_corpus,
 )
 from hear_vec.data.randomize import KNOBS
+from hear_vec.data.splits import exclude
 from hear_vec.env import DenoiseEnv
 from hear_vec.env.rollout import run_episodes
 from hear_vec.env.transition import STOP
@@ -108,6 +109,8 @@ class RunConfig:
     holdout_speakers: tuple[str, ...] | None = None
     holdout_noise_fraction: float = 0.0
     holdout_noises: tuple[str, ...] | None = None
+    exclude_speakers: tuple[str, ...] | None = None
+    exclude_noises: tuple[str, ...] | None = None
     # domain randomization (hear_vec.data.randomize): the preset, each knob None = its value
     augment: str = "off"
     level_range: tuple[float, float] | str | None = None  # or "off"
@@ -238,6 +241,9 @@ def load_split(cfg: RunConfig, device: torch.device) -> CorpusSplit:
     corpus = load_corpus(data, clean_dir=cfg.clean_dir, noise_dir=cfg.noise_dir,
                          snr_range=tuple(cfg.snr_range), device=device, seed=cfg.seed,
                          randomization=cfg.randomization())
+    if cfg.exclude_speakers or cfg.exclude_noises:  # reserved for a final test: never loaded
+        corpus = exclude(corpus, cfg.exclude_speakers or (), cfg.exclude_noises or (),
+                         speaker_pattern=cfg.speaker_pattern, speaker_column=cfg.speaker_column)
     if len(corpus) < 2:
         raise ValueError(f"the corpus has {len(corpus)} utterance(s); a train/validation split "
                          "needs at least 2")

@@ -196,3 +196,20 @@ def test_dev_audio_speakers_and_noises(dev_audio):
     assert named.valid_speakers == ["arctic_axb", "sbasr_spk2"]
     assert named.valid_noises == ["cafe_noisereduce.wav", "sb_noise4_machine.wav"]
     assert len(named.valid) == 9 and len(named.train) == 11
+
+
+def test_excluded_speakers_and_noises_are_never_drawn_by_either_part(corpus):
+    from hear_vec.data.splits import exclude
+
+    kept = exclude(corpus, ["bob"], ["noise1", "noise4"], speaker_pattern=r"^([^_]+)_")
+    assert _speakers(kept) == {"ann", "cy", "dee"}
+    assert _drawn_noises(kept) == {0, 2, 3, 5}
+    split = split_corpus(kept, 0.5, seed=1, speaker_pattern=r"^([^_]+)_",
+                         holdout_noises=["noise2"])
+    for part in (split.train, split.valid):
+        assert "bob" not in _speakers(part)
+        assert not _drawn_noises(part) & {1, 4}
+    with pytest.raises(CorpusError, match="speaker"):
+        exclude(corpus, ["zed"], speaker_pattern=r"^([^_]+)_")
+    with pytest.raises(CorpusError, match="no noise item"):
+        exclude(corpus, noises=[f"noise{k}" for k in range(6)])

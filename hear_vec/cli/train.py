@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--holdout-noises", nargs="+", default=None, metavar="NAME",
                    help="validation noise recordings by name (as in split.json; the "
                         ".wav/.flac extension may be left out)")
+    g.add_argument("--exclude-speakers", nargs="+", default=None, metavar="LABEL",
+                   help="speakers reserved for a final test: never loaded into training or "
+                        "validation (labels as --holdout-speakers)")
+    g.add_argument("--exclude-noises", nargs="+", default=None, metavar="NAME",
+                   help="noise recordings reserved for a final test: never mixed into "
+                        "training or validation")
 
     g = p.add_argument_group("domain randomization (unset: the --augment preset's value)")
     g.add_argument("--augment", default="off", choices=sorted(PRESETS),
@@ -149,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()}
-    for name in ("holdout_speakers", "holdout_noises"):  # "a b" or "a,b"
+    for name in ("holdout_speakers", "holdout_noises", "exclude_speakers",
+                 "exclude_noises"):  # "a b" or "a,b"
         if values.get(name) is not None:
             values[name] = tuple(n for v in values[name] for n in v.split(",") if n)
     for name in ("data", "noise_dir"):  # one source stays a plain string (as before)

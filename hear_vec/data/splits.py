@@ -20,6 +20,10 @@
    in both parts; recorded noise of paired rows stays with its utterance.
 
 The result (:class:`CorpusSplit`) names the speakers and noises of each side.
+
+:func:`exclude` drops speakers and noise items from a corpus before any split: what a final
+test reserves (train.py's ``--exclude-speakers`` / ``--exclude-noises``), so that neither the
+training nor the validation part ever holds it.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from hear_vec import rng
 from hear_vec.audio_io import AUDIO_EXTENSIONS
 from hear_vec.data.bank import Corpus, CorpusError
 
-__all__ = ["CorpusSplit", "split_corpus", "speaker_labels"]
+__all__ = ["CorpusSplit", "split_corpus", "speaker_labels", "exclude"]
 
 _NOISE_STREAM = 0x401
 
@@ -186,3 +190,32 @@ def split_corpus(corpus: Corpus, valid_fraction: float = 0.1, seed: int = 0, *,
     return CorpusSplit(train, valid, [s for s in speakers if s not in valid_set],
                        [s for s in speakers if s in valid_set], train_noises, valid_noises,
                        settings)
+
+
+def exclude(corpus: Corpus, speakers: Sequence[str] = (), noises: Sequence[str] = (), *,
+            speaker_pattern: str | None = None, speaker_column: str | None = None) -> Corpus:
+    """``corpus`` without the utterances of ``speakers`` (labels as in :func:`split_corpus`)
+    and without the noise items ``noises`` (names with or without their extension). Asking
+    for an unknown speaker or noise, or leaving nothing, is a one-line error."""
+    speakers, noises = [str(x) for x in speakers], [str(x) for x in noises]
+    out = corpus
+    if speakers:
+        labels = speaker_labels(corpus, speaker_pattern, speaker_column)
+        _unknown("speaker", speakers, list(dict.fromkeys(labels)))
+        keep = [i for i, label in enumerate(labels) if label not in set(speakers)]
+        if not keep:
+            raise CorpusError("excluding those speakers leaves no utterance")
+        out = out.subset(keep)
+    if noises:
+        names = list(getattr(corpus, "noise_names", []) or [])
+        allowed = corpus.noise_index.tolist() if hasattr(corpus, "noise_index") else []
+        if not names or not allowed:
+            raise CorpusError(f"this corpus ({corpus.source}) mixes no noise on the fly, so "
+                              "there are no noise recordings to exclude")
+        _unknown("noise", sorted(set(noises)),
+                 [names[i] for i in allowed] + [_stem(names[i]) for i in allowed])
+        kept = [i for i in allowed if names[i] not in noises and _stem(names[i]) not in noises]
+        if not kept:
+            raise CorpusError("excluding those noises leaves no noise item")
+        out = out.noise_subset(kept)
+    return out
