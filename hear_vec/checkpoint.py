@@ -4,8 +4,9 @@
 ``model.pt`` (format "hear_vec.model") — everything inference needs:
     algo, policy (the learner's ``inference_state()``), normalizer (running mean/std),
     methods, num_features, max_steps, stop_action (whether the policy's last action id
-    stops the chain), audio settings (sample_rate, n_fft, hop_length), args (training
-    arguments), final_eval, hear_vec_version.
+    stops the chain), floor_features (whether observations carry the noise-floor features),
+    audio settings (sample_rate, n_fft, hop_length), args (training arguments), final_eval,
+    hear_vec_version.
 ``checkpoint.pt`` (format "hear_vec.checkpoint") — what ``--resume`` needs:
     learner (``state_dict()``: networks, optimizers, counters, RNG states), normalizer,
     env_draws (the environment's RNG counter), args, history (evaluations so far).
@@ -151,7 +152,7 @@ def model_payload(*, algo: str, policy: dict[str, Any], normalizer: dict[str, An
                   methods: tuple[str, ...] | list[str], num_features: int, max_steps: int,
                   sample_rate: int, args: dict[str, Any],
                   final_eval: dict[str, float] | None = None,
-                  stop_action: bool = False) -> dict[str, Any]:
+                  stop_action: bool = False, floor_features: bool = False) -> dict[str, Any]:
     """The ``model.pt`` dictionary."""
     return {
         "format": MODEL_FORMAT,
@@ -164,6 +165,7 @@ def model_payload(*, algo: str, policy: dict[str, Any], normalizer: dict[str, An
         "num_features": int(num_features),
         "max_steps": int(max_steps),
         "stop_action": bool(stop_action),
+        "floor_features": bool(floor_features),
         "audio": {"sample_rate": int(sample_rate), "n_fft": N_FFT, "hop_length": HOP_LENGTH},
         "args": args,
         "final_eval": dict(final_eval or {}),

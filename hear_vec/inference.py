@@ -26,6 +26,7 @@ from hear_vec.env.observation import RunningNormalizer
 from hear_vec.env.rollout import Rollout, run_episodes
 from hear_vec.env.transition import EnvParams
 from hear_vec.features import NUM_FEATURES
+from hear_vec.features.floor import NUM_FLOOR_FEATURES
 from hear_vec.ops import METHODS
 
 __all__ = ["ChainResult", "DenoisingAgent"]
@@ -44,7 +45,7 @@ class DenoisingAgent:
 
     def __init__(self, policy: torch.nn.Module, normalizer: RunningNormalizer, max_steps: int,
                  sample_rate: int, algo: str, meta: dict[str, Any] | None = None,
-                 stop_action: bool = False) -> None:
+                 stop_action: bool = False, floor_features: bool = False) -> None:
         self.policy = policy
         self.normalizer = normalizer
         self.max_steps = int(max_steps)
@@ -52,6 +53,7 @@ class DenoisingAgent:
         self.algo = algo
         self.meta = meta or {}
         self.stop_action = bool(stop_action)
+        self.floor_features = bool(floor_features)
         self.num_methods = len(METHODS)
 
     @classmethod
@@ -63,9 +65,11 @@ class DenoisingAgent:
             if tuple(payload["methods"]) != METHODS:
                 raise CheckpointError(f"{path}: trained with methods {payload['methods']}, this "
                                       f"hear_vec has {list(METHODS)}")
-            if int(payload["num_features"]) != NUM_FEATURES:
+            floor = bool(payload.get("floor_features", False))
+            expected = NUM_FEATURES + (NUM_FLOOR_FEATURES if floor else 0)
+            if int(payload["num_features"]) != expected:
                 raise CheckpointError(f"{path}: trained with {payload['num_features']} features, "
-                                      f"this hear_vec computes {NUM_FEATURES}")
+                                      f"this hear_vec computes {expected}")
             stop_action = bool(payload.get("stop_action", False))
             actions = int(payload["policy"]["action_spec"]["num_methods"])
             if actions != len(METHODS) + int(stop_action):
@@ -77,7 +81,7 @@ class DenoisingAgent:
                        int(payload["audio"]["sample_rate"]), str(payload["algo"]),
                        meta={"path": str(Path(path)), "args": payload.get("args", {}),
                              "final_eval": payload.get("final_eval", {})},
-                       stop_action=stop_action)
+                       stop_action=stop_action, floor_features=floor)
         except CheckpointError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -94,7 +98,8 @@ class DenoisingAgent:
         if steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {steps}")
         return EnvParams(num_envs=rows, max_steps=steps, stop_action=self.stop_action,
-                         score=False, autoreset=False, sample_rate=self.sample_rate)
+                         score=False, autoreset=False, sample_rate=self.sample_rate,
+                         floor_features=self.floor_features)
 
     @torch.no_grad()
     def run(self, noisy: Tensor, lengths: Tensor | None = None,

@@ -64,7 +64,6 @@ from hear_vec.env import DenoiseEnv
 from hear_vec.env.rollout import run_episodes
 from hear_vec.env.transition import STOP
 from hear_vec.env.vector import GraphedEnv, SubprocEnv
-from hear_vec.features import NUM_FEATURES
 from hear_vec.ops import METHODS
 from hear_vec.runtime import tune_cpu_allocator
 
@@ -92,6 +91,7 @@ class RunConfig:
     num_envs: int = 64
     max_steps: int = 3
     stop_action: bool = False
+    floor_features: bool = False
     reward_scale: float = 5.0
     stoi_weight: float = 0.0
     estoi_weight: float = 0.0
@@ -263,6 +263,7 @@ def load_corpora(cfg: RunConfig, device: torch.device) -> tuple[Corpus, Corpus]:
 def make_envs(cfg: RunConfig, train: Corpus, valid: Corpus, device: torch.device,
               rank: int = 0) -> tuple[DenoiseEnv, DenoiseEnv]:
     common = dict(device=device, max_steps=cfg.max_steps, stop_action=cfg.stop_action,
+                  floor_features=cfg.floor_features,
                   reward_scale=cfg.reward_scale, stoi_weight=cfg.stoi_weight,
                   estoi_weight=cfg.estoi_weight, quality_interval=cfg.quality_interval,
                   diversity_weight=cfg.diversity_weight, segment_seconds=cfg.segment_seconds,
@@ -422,9 +423,11 @@ class _Run:
         args = _jsonable(asdict(self.cfg))
         model = model_payload(algo=self.cfg.algo, policy=self.learner.inference_state(),
                               normalizer=self.env.normalizer.export(), methods=METHODS,
-                              num_features=NUM_FEATURES, max_steps=self.cfg.max_steps,
+                              num_features=self.env.params.feature_dim,
+                              max_steps=self.cfg.max_steps,
                               sample_rate=self.env.sample_rate, args=args,
-                              final_eval=final_eval, stop_action=self.cfg.stop_action)
+                              final_eval=final_eval, stop_action=self.cfg.stop_action,
+                              floor_features=self.cfg.floor_features)
         save_atomic(model, self.log_dir / "model.pt")
         _write_json(self.log_dir / "metrics.json",
                     {"final_eval": final_eval, **self.history})

@@ -149,18 +149,20 @@ def test_denoise_env_with_stop_action_runs_ragged_episodes(corpus):
 
 
 # ------------------------------------------------------- inference sees what training saw
-@pytest.mark.parametrize("max_steps,stop", [(3, False), (2, False), (4, True)])
+@pytest.mark.parametrize("max_steps,stop,floor", [(3, False, False), (2, False, True),
+                                                  (4, True, False)])
 def test_denoising_agent_and_env_build_identical_observations(corpus, tmp_path, max_steps,
-                                                              stop):
+                                                              stop, floor):
     from tests.model_fixtures import make_model
 
-    path = make_model(tmp_path / "model.pt", seed=1, train_steps=0, stop_action=stop)
+    path = make_model(tmp_path / "model.pt", seed=1, train_steps=0, stop_action=stop,
+                      floor_features=floor)
     agent = DenoisingAgent.from_file(path)
     seg = corpus.draw(rng.make_key(8), 3, 12000, 8000)
     result = agent.run(seg.noisy, seg.lengths, max_steps=max_steps, trace=True)
     env = DenoiseEnv(corpus, num_envs=3, segment_seconds=0.75, min_segment_seconds=0.5,
-                     max_steps=max_steps, stop_action=stop, normalizer=agent.normalizer,
-                     update_normalizer=False)
+                     max_steps=max_steps, stop_action=stop, floor_features=floor,
+                     normalizer=agent.normalizer, update_normalizer=False)
     obs = env.start_from(seg)
     rollout = result.rollout
     alive = torch.ones(3, dtype=torch.bool)  # rows whose episode is still on in the env

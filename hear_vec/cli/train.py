@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most denoisers per episode (default 3)")
     g.add_argument("--stop-action", action="store_true",
                    help="add a stop action that ends the chain and keeps the audio as it is")
+    g.add_argument("--floor-features", action="store_true",
+                   help="observe 34 noise-floor features per signal (per-band SNR proxies)")
     g.add_argument("--reward-scale", type=float, default=5.0,
                    help="divides the SI-SDR gain in dB (default 5)")
     g.add_argument("--stoi-weight", type=float, default=0.0)

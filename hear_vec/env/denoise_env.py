@@ -26,7 +26,7 @@ from torch import Tensor
 from hear_vec import dsp, rng
 from hear_vec.data import Corpus, Segments, load_corpus
 from hear_vec.env import transition
-from hear_vec.env.observation import NUM_FEATURES, RunningNormalizer
+from hear_vec.env.observation import RunningNormalizer
 from hear_vec.env.transition import EPISODE_STATS, EnvParams, EnvState
 from hear_vec.ops import METHODS
 
@@ -43,6 +43,8 @@ class DenoiseEnv:
         max_steps: most denoisers per episode.
         stop_action: add a stop action (method id ``len(METHODS)``) that ends the episode
             and keeps the audio as it is (so episodes last 1..max_steps steps per row).
+        floor_features: observe the 34 noise-floor features (per-band SNR proxies,
+            :mod:`hear_vec.features.floor`) of both signals besides the seed's 133.
         reward_scale: divides the SI-SDR gain (dB).
         stoi_weight, estoi_weight: weights of the STOI / ESTOI gains.
         quality_interval: measure STOI/ESTOI every this many steps (and at the end);
@@ -77,6 +79,7 @@ class DenoiseEnv:
         seed: int = 0,
         track_quality: bool = False,
         stop_action: bool = False,
+        floor_features: bool = False,
         normalizer: RunningNormalizer | None = None,
         update_normalizer: bool = True,
         compile: bool = False,
@@ -108,10 +111,12 @@ class DenoiseEnv:
             reward_scale=float(reward_scale), stoi_weight=float(stoi_weight),
             estoi_weight=float(estoi_weight), quality_interval=int(quality_interval),
             diversity_weight=float(diversity_weight), measure_stoi=bool(track_quality),
-            measure_estoi=bool(track_quality), sample_rate=self.sample_rate)
+            measure_estoi=bool(track_quality), sample_rate=self.sample_rate,
+            floor_features=bool(floor_features))
         self.methods = METHODS
         self.normalizer = (normalizer if normalizer is not None else
-                           RunningNormalizer(self.observation_dim, 2 * NUM_FEATURES)).to(
+                           RunningNormalizer(self.observation_dim,
+                                             2 * self.params.feature_dim)).to(
                                self.device)
         self.update_normalizer = update_normalizer
         self.key = rng.make_key(seed, self.device)
@@ -279,7 +284,7 @@ def summarize_episodes(params: EnvParams, sums: list[float]) -> dict[str, float]
 _PARAMS = ("num_envs", "max_steps", "stop_action", "reward_scale", "stoi_weight",
            "estoi_weight", "quality_interval", "diversity_weight", "measure_stoi",
            "measure_estoi", "segment_samples", "min_samples", "observation_dim", "action_spec",
-           "num_methods")
+           "num_methods", "floor_features", "feature_dim")
 for _name in _PARAMS:  # read-only views of the transition's settings
     setattr(DenoiseEnv, _name, property(lambda self, _n=_name: getattr(self.params, _n),
                                         doc=f"``self.params.{_name}`` (read-only)"))

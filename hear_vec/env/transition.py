@@ -58,7 +58,8 @@ from hear_vec import dsp, rng
 from hear_vec.data import Corpus, Segments
 from hear_vec.env.observation import build_observation, observation_dim
 from hear_vec.env.spaces import ActionSpec
-from hear_vec.features import features_from_stft
+from hear_vec.features import NUM_FEATURES, features_from_stft
+from hear_vec.features.floor import NUM_FLOOR_FEATURES, floor_features
 from hear_vec.metrics import (
     SiSdrReference,
     StoiReference,
@@ -90,7 +91,8 @@ class EnvParams:
     measure_stoi / measure_estoi: compute the scores on measuring steps (True whenever their
     weight is non-zero; also for evaluation statistics). score: False when there is no clean
     reference (inference): rewards and scores are zero. autoreset: same-step autoreset (else
-    finished rows stay put). sample_rate: of the audio, in Hz.
+    finished rows stay put). sample_rate: of the audio, in Hz. floor_features: add the 34
+    noise-floor features (:mod:`hear_vec.features.floor`) to the seed's 133 per signal.
     """
 
     corpus: Corpus | None = None
@@ -109,6 +111,7 @@ class EnvParams:
     score: bool = True
     autoreset: bool = True
     sample_rate: int = 16000
+    floor_features: bool = False
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:
@@ -139,8 +142,13 @@ class EnvParams:
                           knob_low=(0.0, 0.0, 0.0), knob_high=(1.0, 1.0, 1.0))
 
     @property
+    def feature_dim(self) -> int:
+        """Audio features per signal (F): 133, or 167 with the noise-floor features."""
+        return NUM_FEATURES + (NUM_FLOOR_FEATURES if self.floor_features else 0)
+
+    @property
     def observation_dim(self) -> int:
-        return observation_dim(len(METHODS))
+        return observation_dim(len(METHODS), self.feature_dim)
 
     @property
     def quality(self) -> bool:
@@ -163,8 +171,8 @@ class EnvState:
     done: Tensor             # [B] bool episode over (stays False under autoreset)
     prev_method: Tensor      # [B] int64 method of the last step (-1 before the first)
     prev_knobs: Tensor       # [B, 3] knobs of the last step (0 before the first)
-    noisy_features: Tensor   # [B, 133] features of the noisy segment
-    features: Tensor         # [B, 133] features of the current audio
+    noisy_features: Tensor   # [B, F] features of the noisy segment
+    features: Tensor         # [B, F] features of the current audio
     si_sdr_start: Tensor     # [B] SI-SDR of the noisy segment (0 when not scoring)
     si_sdr: Tensor           # [B] SI-SDR of the current audio
     stoi_start: Tensor       # [B] STOI of the noisy segment (0 when not measured)
@@ -212,10 +220,13 @@ def _quality_scores(params: EnvParams, quality: StoiReference, audio: Tensor, ze
 
 
 def _analysis(params: EnvParams, audio: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(STFT, power, 133 features) of audio that is zero beyond lengths."""
+    """(STFT, power, F features) of audio that is zero beyond lengths."""
     spec = dsp.stft(audio)
     power = spec.real.square() + spec.imag.square()
-    return spec, power, features_from_stft(power, audio, lengths, params.sample_rate)
+    features = features_from_stft(power, audio, lengths, params.sample_rate)
+    if params.floor_features:
+        features = torch.cat([features, floor_features(power, lengths, params.sample_rate)], -1)
+    return spec, power, features
 
 
 def start(params: EnvParams, segments: Segments, key: Tensor | None = None,

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from hear_vec import dsp
 from hear_vec.env.denoise_env import DenoiseEnv, summarize_episodes
-from hear_vec.env.observation import NUM_FEATURES, RunningNormalizer
+from hear_vec.env.observation import RunningNormalizer
 from hear_vec.env.transition import EnvState
 
 __all__ = ["GraphedEnv", "CudaGraphAPI", "EmulatedGraphAPI", "SubprocEnv"]
@@ -259,7 +259,7 @@ class SubprocEnv:
         self.observation_dim = self.params.observation_dim
         self.action_spec = self.params.action_spec
         self.normalizer = (normalizer if normalizer is not None else
-                           RunningNormalizer(self.observation_dim, 2 * NUM_FEATURES))
+                           RunningNormalizer(self.observation_dim, 2 * self.params.feature_dim))
         self.update_normalizer = update_normalizer
         dim = self.observation_dim
         self.shared = {
