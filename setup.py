@@ -17,6 +17,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["hear_vec", "hear_vec.*", "kernels", "kernels.*"]),
     py_modules=["train", "infer"],
+    package_data={"hear_vec.pretrained": ["model.pt", "TRAINING.md"]},
     install_requires=[
         "torch>=2.4",
         "torchaudio>=2.4",

@@ -1,5 +1,6 @@
 """``infer.py``: denoise a file or a whole folder with one or more trained agents.
 
+    python infer.py --input noisy/ --output denoised/        (the packaged pretrained agent)
     python infer.py --checkpoint runs/rl_train/model.pt --input noisy/ --output denoised/
     python infer.py --checkpoint runs/a/model.pt --checkpoint runs/b/model.pt \\
         --input noisy/ --output out/ --clean clean/ --metrics-csv out/metrics.csv \\
@@ -113,6 +114,7 @@ from hear_vec.cli.infer_jobs import (
 from hear_vec.cli.infer_report import print_metrics, summary_line, write_csv_atomic
 from hear_vec.cli.infer_runner import Runner
 from hear_vec.cli.infer_session import PROG, RunState, Session, Settings, Unwritable
+from hear_vec.pretrained import pretrained_model
 
 __all__ = [
     "build_parser",
@@ -138,9 +140,10 @@ DEFAULT_BATCH_SECONDS = {"cpu": 160.0, "cuda": 1600.0}
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=PROG, description="Denoise a file or a folder (recursively: .wav, "
                       ".flac) with one or more trained hear_vec agents (model.pt).")
-    p.add_argument("--checkpoint", action="append", required=True, metavar="CKPT",
+    p.add_argument("--checkpoint", action="append", default=None, metavar="CKPT",
                    help="model.pt of a trained agent; repeat to compare several (outputs are "
-                        "named <stem>__<tag><ext>)")
+                        "named <stem>__<tag><ext>); default: the packaged pretrained agent "
+                        "(hear_vec/pretrained/model.pt)")
     p.add_argument("--input", required=True, metavar="FILE|DIR", help="noisy file or folder")
     p.add_argument("--output", required=True, metavar="FILE|DIR",
                    help="output file (for a file input) or folder (mirrors the input folder)")
@@ -178,6 +181,11 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
     """Check the flags and load the agents; problems end through ``parser.error``."""
     if args.metrics_csv is not None and args.clean is None:
         parser.error("--metrics-csv needs --clean (the clean references to score against)")
+    if not args.checkpoint:
+        try:
+            args.checkpoint = [str(pretrained_model())]
+        except FileNotFoundError as exc:
+            parser.error(str(exc))
     device, agents = load_agents(parser, args.checkpoint, args.device)
     tags = checkpoint_tags(args.checkpoint)
     rate = agents[0].sample_rate
