@@ -37,6 +37,14 @@ setup(
             "PyWavelets>=1.4",
             "ruff>=0.4",
         ],
+        # views of DenoiseEnv for outside RL libraries (hear_vec.interop); pinned to the
+        # versions the tests and examples ran with (torch 2.14.1)
+        "interop": [
+            "gymnasium==1.4.0",
+            "stable-baselines3==2.9.2",
+            "torchrl==0.14.1",
+            "tensordict==0.14.3",
+        ],
     },
     entry_points={
         "console_scripts": [
