@@ -42,7 +42,56 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval-episodes", type=int, default=256)
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/hear_vec_interop_learners"))
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/interop_learners.json")
+    p.add_argument("--references-only", action="store_true",
+                   help="no training: evaluate fixed policies (each method at knobs 0.5 for "
+                        "every step, and uniform random actions) on the same episodes")
     return p.parse_args()
+
+
+def references(episodes: int) -> list[dict]:
+    """Fixed policies on the same evaluation episodes (their own normalizer is irrelevant:
+    they ignore the observation)."""
+    import torch
+
+    from hear_vec.interop.evaluation import evaluate_on_fixed_episodes
+    from hear_vec.ops import METHODS
+
+    rows = []
+    dummy = None  # the policies ignore the observation; the env keeps its own normalizer
+    for m, name in enumerate(METHODS):
+        def fixed(obs, m=m):
+            return torch.tensor([[float(m), 0.5, 0.5, 0.5]]).expand(obs.shape[0], 4)
+        rows.append({"policy": f"{name} (0.5, 0.5, 0.5) every step",
+                     "eval": evaluate_on_fixed_episodes(fixed, dummy, episodes=episodes)})
+    g = torch.Generator().manual_seed(0)
+
+    def uniform(obs):
+        n = obs.shape[0]
+        return torch.cat([torch.randint(0, len(METHODS), (n, 1), generator=g).float(),
+                          torch.rand(n, 3, generator=g)], 1)
+    rows.append({"policy": "uniform random method and knobs",
+                 "eval": evaluate_on_fixed_episodes(uniform, dummy, episodes=episodes)})
+    return rows
+
+
+def write_references(args: argparse.Namespace) -> int:
+    rows = references(args.eval_episodes)
+    command = ("OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "?") + " python "
+               + " ".join(["benchmarks/interop_learners.py", *sys.argv[1:]]))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.json.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
+    os.replace(tmp, args.json)
+    lines = [f"`{command}`", "", f"Fixed policies on the same {args.eval_episodes} evaluation "
+             "episodes as interop_learners.md.", "",
+             "| policy | eval return | eval SI-SDR gain (dB) |", "|---|---|---|"]
+    for r in rows:
+        e = r["eval"]
+        lines.append(f"| {r['policy']} | {e['return']:.3f} ± {e['return_std']:.3f} | "
+                     f"{e['si_sdr_gain']:+.2f} |")
+    args.json.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
 
 
 def run(cmd: list[str]) -> float:
@@ -55,6 +104,8 @@ def run(cmd: list[str]) -> float:
 
 def main() -> int:
     args = parse_args()
+    if args.references_only:
+        return write_references(args)
     import torch
 
     from hear_vec.inference import DenoisingAgent

@@ -5,7 +5,8 @@ episodes of a held-out synthetic corpus, through :class:`~hear_vec.env.DenoiseEn
     # {"episodes": 256.0, "return": ..., "return_std": ..., "si_sdr_gain": ...}
 
 ``act(obs [B, D] float32 tensor) -> action [B, 1 + C]`` (the seed's vector layout) sees the
-observation normalized by ``normalizer`` (the training env's, frozen). The corpus is a
+observation normalized by ``normalizer`` (the training env's, frozen; None: the evaluation
+env's own, never updated — for policies that ignore the observation). The corpus is a
 :class:`~hear_vec.data.SyntheticCorpus` built from ``corpus_seed`` (default 20_261, not a seed
 any training default uses, so its utterances and noise clips are new to every agent), and the
 env's RNG is keyed by ``seed`` and rewound: every call sees the same segments, crops, noises
