@@ -13,9 +13,10 @@ Runs, one after the other (each in its own process, same seed, synthetic default
 then evaluates every trained policy deterministically with
 :func:`hear_vec.interop.evaluation.evaluate_on_fixed_episodes` (the same 256 seeded episodes of
 a held-out synthetic corpus, each policy with its own training env's frozen normalizer).
-env-steps/s: transitions / seconds of training (the learners' updates included; hear_vec's
-from the wall time of ``train.py`` minus nothing — its start-up and one final evaluation are
-inside, so it is a lower bound — and its median logged SPS). Writes JSON + markdown.
+env-steps/s: transitions / seconds of the training loop (the learners' updates included;
+start-up and evaluation excluded; hear_vec's from ``train_seconds`` in its ``metrics.json``).
+"process s" is each whole process (start-up, corpus, training, evaluation). Writes JSON +
+markdown.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -122,14 +122,15 @@ def main() -> int:
     seconds = run([py, "train.py", "--algo", "ppo", *common, "--log-dir", str(log_dir),
                    "--eval-interval", "0", "--eval-episodes", "64", "--no-progress"])
     metrics = json.loads((log_dir / "metrics.json").read_text())
-    sps = [r["charts/SPS"] for r in metrics.get("logs", []) if "charts/SPS" in r]
+    train_seconds = float(metrics["final_eval"]["train_seconds"])
     agent = DenoisingAgent.from_file(log_dir / "model.pt")
     result = evaluate_on_fixed_episodes(lambda obs: agent.policy(obs, True), agent.normalizer,
                                         episodes=args.eval_episodes)
     rows.append({"learner": "hear_vec PPO (train.py, hybrid head, DenoiseEnv direct)",
                  "transitions": args.total_steps, "process_seconds": seconds,
-                 "env_steps_per_s": statistics.median(sps) if sps else None,
-                 "env_steps_per_s_note": "median logged charts/SPS", "eval": result,
+                 "env_steps_per_s": args.total_steps / train_seconds,
+                 "env_steps_per_s_note": "transitions / train_seconds (metrics.json)",
+                 "train_seconds": train_seconds, "eval": result,
                  "command": f"python train.py --algo ppo {' '.join(common)} --log-dir "
                             f"{log_dir} --eval-interval 0 --eval-episodes 64 --no-progress"})
 
@@ -141,6 +142,7 @@ def main() -> int:
         data = json.loads(out.read_text())
         rows.append({"learner": data["learner"], "transitions": data["transitions"],
                      "process_seconds": seconds, "env_steps_per_s": data["env_steps_per_s"],
+                     "train_seconds": data["train_seconds"],
                      "env_steps_per_s_note": "transitions / training seconds",
                      "eval": data["eval"], "command": "python " + " ".join(cmd[1:])})
 
