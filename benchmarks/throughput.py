@@ -25,7 +25,7 @@ Memory per environment: CUDA: ``torch.cuda.max_memory_allocated`` during the tim
 minus what was allocated before the env was built (the corpus), over num_envs. CPU: peak RSS
 (``ru_maxrss``) of the worker during warm-up and timed steps minus its RSS before the env was
 built, over num_envs -- it includes allocator-retained heap (hear_vec keeps freed CPU memory,
-see ``tune_cpu_allocator``), so it is an upper bound of what the env holds.
+see ``hear_vec.runtime.tune_cpu_allocator``), so it is an upper bound of what the env holds.
 
 Results go to ``--json`` and to a markdown section of ``--results-md`` (default
 benchmarks/RESULTS.md) holding the exact command; a section with the same key (``--tag``, by
@@ -55,6 +55,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine_info, markdown_table, sync, time_call  # noqa: E402
+from hear_vec.env.vector import EmulatedGraphAPI, GraphedEnv, SubprocEnv  # noqa: E402
+from hear_vec.runtime import tune_cpu_allocator  # noqa: E402
 
 DEFAULT_RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
@@ -129,17 +131,22 @@ def _episodes(steps: int, max_steps: int) -> int:
 
 
 # --------------------------------------------------------------------------- environment
-def make_env(args: argparse.Namespace, num_envs: int, corpus: Any) -> Any:
-    from hear_vec import DenoiseEnv
-
-    return DenoiseEnv(
-        corpus, num_envs=num_envs, device=args.device, max_steps=args.max_steps,
+def env_kwargs(args: argparse.Namespace, corpus: Any) -> dict[str, Any]:
+    """DenoiseEnv's arguments for these flags (all but num_envs)."""
+    return dict(
+        data=corpus, device=args.device, max_steps=args.max_steps,
         stoi_weight=args.stoi_weight, estoi_weight=args.estoi_weight,
         quality_interval=args.quality_interval, diversity_weight=args.diversity_weight,
         segment_seconds=args.segment_seconds,
         min_segment_seconds=(args.min_segment_seconds if args.min_segment_seconds is not None
                              else args.segment_seconds),
         seed=args.seed, compile=args.compile and args.mode != "train")
+
+
+def make_env(args: argparse.Namespace, num_envs: int, corpus: Any) -> Any:
+    from hear_vec import DenoiseEnv
+
+    return DenoiseEnv(num_envs=num_envs, **env_kwargs(args, corpus))
 
 
 def random_actions(env: Any, methods: str | None = None) -> Callable[[], torch.Tensor]:
@@ -162,262 +169,6 @@ def random_actions(env: Any, methods: str | None = None) -> Callable[[], torch.T
         return a
 
     return draw
-
-
-def _state_tensors(state: Any) -> list[torch.Tensor]:
-    """The tensors of an EnvState, flattened in field order (tuples expanded)."""
-    import dataclasses
-
-    out: list[torch.Tensor] = []
-    for f in dataclasses.fields(state):
-        value = getattr(state, f.name)
-        if value is None:
-            continue
-        out.extend(value if isinstance(value, tuple) else [value])
-    return out
-
-
-def _copy_state(dst: Any, src: Any) -> None:
-    """dst <- src tensor by tensor (skipping tensors that are already the same memory)."""
-    for d, s in zip(_state_tensors(dst), _state_tensors(src)):
-        if d.data_ptr() != s.data_ptr():
-            d.copy_(s)
-
-
-def _clone_state(state: Any) -> Any:
-    import copy
-
-    out = copy.copy(state)
-    for f in state.__dataclass_fields__:
-        v = getattr(state, f)
-        if isinstance(v, tuple):
-            setattr(out, f, type(v)(*(t.clone() for t in v)))
-        elif v is not None:
-            setattr(out, f, v.clone())
-    return out
-
-
-class CudaGraphAPI:
-    """What GraphedEnv needs from CUDA: warm-up calls on a side stream, capture, replay."""
-
-    def __init__(self) -> None:
-        self.pool = None
-
-    def warmup(self, fn: Callable[[], Any]) -> Any:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            out = fn()
-        torch.cuda.current_stream().wait_stream(stream)
-        return out
-
-    def capture(self, fn: Callable[[], Any]) -> tuple[Callable[[], None], Any]:
-        graph = torch.cuda.CUDAGraph()
-        if self.pool is None:
-            self.pool = torch.cuda.graph_pool_handle()
-        with torch.cuda.graph(graph, pool=self.pool):
-            out = fn()
-        return graph.replay, out
-
-
-class EmulatedGraphAPI:
-    """A CPU stand-in with CUDA-graph semantics for checking GraphedEnv's plumbing: "replay"
-    re-runs the captured function on the same static inputs and writes the results into the
-    captured output tensors (a graph's outputs are fixed buffers overwritten by each replay)."""
-
-    def __init__(self) -> None:
-        self.mutable: list[torch.Tensor] = []  # buffers a capture must leave untouched
-
-    def warmup(self, fn: Callable[[], Any]) -> Any:
-        return fn()
-
-    def capture(self, fn: Callable[[], Any]) -> tuple[Callable[[], None], Any]:
-        saved = [t.clone() for t in self.mutable]  # a real capture executes nothing
-        out = fn()
-        for t, v in zip(self.mutable, saved):
-            t.copy_(v)
-
-        def replay() -> None:
-            new = fn()
-            flat_out, flat_new = _flatten_out(out), _flatten_out(new)
-            for o, n in zip(flat_out, flat_new):
-                o.copy_(n)
-
-        return replay, out
-
-
-def _flatten_out(out: Any) -> list[torch.Tensor]:
-    """Tensors of a step's output (state, obs, reward, terminated, truncated, info)."""
-    state, *rest = out
-    tensors = _state_tensors(state)
-    for item in rest:
-        if isinstance(item, dict):
-            tensors.extend(item[k] for k in sorted(item))
-        else:
-            tensors.append(item)
-    return tensors
-
-
-class GraphedEnv:
-    """Steps a DenoiseEnv through CUDA graphs of its pure step function.
-
-    One graph per (finish, measure) pair of host flags (2 with quality_interval 1). All graphs
-    read ONE set of static state tensors and a static action; after a replay the graph's output
-    state is copied into the static state (tensors the step passed through unchanged -- the
-    clean audio, the STOI reference -- are the static ones and are not copied), so the next
-    replay of any graph reads it. The env's own step (eager or compiled) runs the first
-    ``warmup`` calls of each pair on a side stream before capture. ``api``: CudaGraphAPI on
-    CUDA; EmulatedGraphAPI checks the plumbing on the CPU.
-    """
-
-    def __init__(self, env: Any, warmup: int = 2, api: Any = None) -> None:
-        self.env, self.warmup = env, warmup
-        self.api = api if api is not None else CudaGraphAPI()
-        self._eager_step = env.step  # warm-up calls (also when env.step is replaced by ours)
-        if hasattr(self.api, "mutable"):  # in-place state the step updates (normalizer)
-            self.api.mutable = list(env.normalizer.buffers())
-        self.calls: dict[tuple[bool, bool], int] = {}
-        self.captured: dict[tuple[bool, bool], tuple[Callable[[], None], Any]] = {}
-        self.static_state: Any = None
-        self.static_action: torch.Tensor | None = None
-
-    def _flags(self) -> tuple[bool, bool]:
-        env = self.env
-        phase = env._phase + 1
-        finish = phase >= env.max_steps
-        measure = finish or (env.quality_interval > 0 and phase % env.quality_interval == 0)
-        return finish, measure
-
-    def _load(self, action: torch.Tensor) -> None:
-        """Current state and action into the static buffers."""
-        if self.static_state is None:
-            self.static_state = _clone_state(self.env.state)
-            self.static_action = action.clone()
-            return
-        if self.env.state is not self.static_state:
-            _copy_state(self.static_state, self.env.state)
-        self.static_action.copy_(action)
-
-    def step(self, action: torch.Tensor):
-        env = self.env
-        key = self._flags()
-        if key not in self.captured and self.calls.get(key, 0) < self.warmup:
-            self.calls[key] = self.calls.get(key, 0) + 1
-            return self.api.warmup(lambda: self._eager_step(action))
-        self._load(action.to(env.device))
-        if key not in self.captured:
-            fn = env._fn(*key)
-            self.captured[key] = self.api.capture(
-                lambda: fn(self.static_state, self.static_action))
-        replay, out = self.captured[key]
-        replay()
-        _copy_state(self.static_state, out[0])
-        env.state = self.static_state
-        env._phase = 0 if key[0] else env._phase + 1
-        return out[1:]
-
-
-# ----------------------------------------------------------------------- worker processes
-def _subproc_worker(argv: list[str], rows: tuple[int, int], seed: int, shared: dict,
-                    conn: Any) -> None:
-    """One CPU worker of SubprocEnv: a DenoiseEnv of its rows, one intra-op thread, stepped
-    on command; actions in, observations / rewards / flags out through shared memory."""
-    torch.set_num_threads(1)
-    from hear_vec.data import load_corpus
-
-    args = build_parser().parse_args(argv)
-    args.seed = seed
-    corpus = load_corpus(args.data, device="cpu", seed=args.seed)
-    rss0 = _rss_bytes()
-    env = make_env(args, rows[1] - rows[0], corpus)
-    sl = slice(*rows)
-    with torch.inference_mode():
-        while True:
-            cmd = conn.recv()
-            if cmd == "reset":
-                shared["obs"][sl] = env.reset()
-            elif cmd == "step":
-                obs, reward, term, trunc, info = env.step(shared["action"][sl].clone())
-                shared["obs"][sl] = obs
-                shared["reward"][sl] = reward
-                shared["terminated"][sl] = term
-                shared["final"][sl] = info["final_observation"]
-            elif cmd == "close":
-                conn.send(_peak_rss_bytes() - rss0)
-                return
-            shared["lengths"][sl] = env.state.lengths
-            conn.send("ok")
-
-
-class SubprocEnv:
-    """``workers`` processes, each with a DenoiseEnv of num_envs / workers rows and ONE
-    intra-op thread, stepped in lockstep like one env of num_envs rows (actions, observations,
-    rewards and flags in shared memory; a pipe per worker carries the commands). On a 2-core
-    CPU two single-threaded workers use both cores without torch's intra-op threading
-    overheads (OpenMP hand-offs on mid-size ops, ops below its grain staying serial).
-    Differences from one DenoiseEnv: each worker keeps its own observation normalizer (the
-    statistics of its rows) and draws with seed + worker index. Exposes the VecEnv surface
-    (num_envs, observation_dim, action_spec, device, reset, step) for the learners."""
-
-    def __init__(self, argv: list[str], args: argparse.Namespace, num_envs: int,
-                 workers: int) -> None:
-        import torch.multiprocessing as mp
-
-        from hear_vec.env import observation_dim
-        from hear_vec.ops import METHODS
-
-        self.num_envs, self.max_steps = num_envs, args.max_steps
-        self.num_methods = len(METHODS)
-        self.observation_dim = observation_dim(self.num_methods)
-        self.device = torch.device("cpu")
-        self.sample_rate = 16000
-        from hear_vec.env.spaces import ActionSpec
-
-        self.action_spec = ActionSpec(self.num_methods, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-        self.shared = {
-            "action": torch.zeros(num_envs, 4), "obs": torch.zeros(num_envs,
-                                                                   self.observation_dim),
-            "final": torch.zeros(num_envs, self.observation_dim),
-            "reward": torch.zeros(num_envs), "terminated": torch.zeros(num_envs, dtype=torch.bool),
-            "lengths": torch.zeros(num_envs, dtype=torch.long)}
-        for t in self.shared.values():
-            t.share_memory_()
-        ctx = mp.get_context("spawn")
-        bounds = [round(i * num_envs / workers) for i in range(workers + 1)]
-        self.conns, self.procs = [], []
-        for k in range(workers):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_subproc_worker, daemon=True, args=(
-                argv, (bounds[k], bounds[k + 1]), args.seed + k, self.shared, child))
-            proc.start()
-            self.conns.append(parent)
-            self.procs.append(proc)
-
-    def _all(self, cmd: str) -> list[Any]:
-        for c in self.conns:
-            c.send(cmd)
-        return [c.recv() for c in self.conns]
-
-    def reset(self) -> torch.Tensor:
-        self._all("reset")
-        return self.shared["obs"].clone()
-
-    def step(self, action: torch.Tensor):
-        self.shared["action"].copy_(action)
-        self._all("step")
-        s = self.shared
-        return (s["obs"].clone(), s["reward"].clone(), s["terminated"].clone(),
-                torch.zeros_like(s["terminated"]), {"final_observation": s["final"].clone()})
-
-    def mean_seconds(self) -> float:
-        return float(self.shared["lengths"].float().mean()) / self.sample_rate
-
-    def close(self) -> int:
-        """Stops the workers; returns the sum of their peak RSS growth (bytes)."""
-        peaks = self._all("close")
-        for p in self.procs:
-            p.join(timeout=30)
-        return int(sum(peaks))
 
 
 # ----------------------------------------------------------------------------- memory
@@ -509,6 +260,8 @@ def run_setting(args: argparse.Namespace, num_envs: int) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
+    if not cuda:
+        tune_cpu_allocator()  # as train.py does on the CPU (hear_vec.runtime)
     corpus = load_corpus(args.data, device=device, seed=args.seed)
     if cuda:
         torch.cuda.synchronize()
@@ -519,7 +272,7 @@ def run_setting(args: argparse.Namespace, num_envs: int) -> dict[str, Any]:
     load0 = os.getloadavg()
     t_build = time.perf_counter()
     workers = args.workers if device.type == "cpu" else 1
-    env = (SubprocEnv(argv_of(args), args, num_envs, workers) if workers > 1
+    env = (SubprocEnv(num_envs, workers, **env_kwargs(args, corpus)) if workers > 1
            else make_env(args, num_envs, corpus))
     learner = _learner(args, env) if args.mode in ("act", "train") else None
     build_s = time.perf_counter() - t_build
@@ -607,14 +360,15 @@ def run_setting(args: argparse.Namespace, num_envs: int) -> dict[str, Any]:
         peak = torch.cuda.max_memory_allocated(device) - mem0
         result["memory_method"] = "cuda max_memory_allocated - allocated before the env"
     elif workers > 1:
-        peak = env.close() + max(0, _peak_rss_bytes() - rss0)
+        peak = env.worker_peak_rss() + max(0, _peak_rss_bytes() - rss0)
+        env.close()
         result["memory_method"] = ("sum over the env worker processes of peak RSS - RSS "
                                    "before their env (CPU), plus the parent's growth")
     else:
         peak = _peak_rss_bytes() - rss0
         result["memory_method"] = "peak RSS (ru_maxrss) - RSS before the env (CPU, worker)"
-    seconds_per_step = (env.mean_seconds() if workers > 1 else
-                        float(env.state.lengths.float().mean()) / env.sample_rate)
+    lengths = env.lengths() if workers > 1 else env.state.lengths
+    seconds_per_step = float(lengths.float().mean()) / env.sample_rate
     result["workers"] = workers
     best = max(runs)
     result.update(

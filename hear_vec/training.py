@@ -4,6 +4,7 @@
 writes goes to ``log_dir``:
 
 - ``args.json``      the run's arguments;
+- ``split.json``     which speakers and noise recordings the train / validation parts hold;
 - ``checkpoint.pt``  learner (networks, optimizers, counters, RNG), observation normalizer,
                      env RNG counter, evaluation history — written atomically at every
                      evaluation and on Ctrl-C; ``--resume`` continues from it;
@@ -12,9 +13,12 @@ writes goes to ``log_dir``:
 - TensorBoard events (CleanRL names: charts/episodic_return, charts/SPS, losses/*, and
   eval/si_sdr_gain, eval/stoi_gain, eval/estoi_gain, eval/return).
 
-Evaluation runs the deterministic policy on the validation split (10 % of the utterances,
-split by utterance with the run's seed) on the same segments every time (the evaluation
-env's RNG counter is rewound), so successive evaluations are comparable.
+Evaluation runs the deterministic policy on the validation split on the same segments every
+time (the evaluation env's RNG counter is rewound), so successive evaluations are comparable.
+The split (:func:`hear_vec.data.split_corpus`, seeded by the run's seed) holds out 10 % of the
+speakers — each utterance is its own speaker unless ``speaker_pattern`` / ``speaker_column``
+say otherwise — and, with ``holdout_noise_fraction`` / ``holdout_noises``, noise recordings
+too; both parts are drawn with the run's domain randomization (``augment`` + knobs).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,9 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
+from hear_vec import rng
 from hear_vec.agents import LEARNERS, make_config
 from hear_vec.agents.common import LearnerBase, NonFiniteLossError
+from hear_vec.atomic import atomic_write
 from hear_vec.checkpoint import (
     CHECKPOINT_FORMAT,
     FORMAT_VERSION,
@@ -40,12 +48,27 @@ from hear_vec.checkpoint import (
     save_atomic,
 )
 from hear_vec.cli.common import resolve_device
-from hear_vec.data import Corpus, load_corpus
+from hear_vec.data import (
+    Corpus,
+    CorpusSplit,
+    Randomization,
+    RandomizationError,
+    load_corpus,
+    parse_sources,
+    resolve_randomization,
+    split_corpus,
+)
+from hear_vec.data.randomize import KNOBS
+from hear_vec.data.splits import exclude
 from hear_vec.env import DenoiseEnv
-from hear_vec.features import NUM_FEATURES
+from hear_vec.env.rollout import run_episodes
+from hear_vec.env.transition import STOP
+from hear_vec.env.vector import GraphedEnv, SubprocEnv
 from hear_vec.ops import METHODS
+from hear_vec.runtime import tune_cpu_allocator
 
-__all__ = ["RunConfig", "TrainingInterrupted", "build_learner", "evaluate", "run", "ALGOS"]
+__all__ = ["RunConfig", "TrainingInterrupted", "build_learner", "evaluate", "run", "ALGOS",
+           "load_split", "load_corpora"]
 
 ALGOS = ("ppo", "sac", "td3")
 
@@ -67,17 +90,47 @@ class RunConfig:
     total_steps: int = 200_000
     num_envs: int = 64
     max_steps: int = 3
+    stop_action: bool = False
+    floor_features: bool = False
     reward_scale: float = 5.0
     stoi_weight: float = 0.0
     estoi_weight: float = 0.0
     quality_interval: int = 0
     diversity_weight: float = 0.0
     segment_seconds: float = 2.0
-    data: str = "synthetic"
+    data: str | tuple[str, ...] = "synthetic"   # speech sources LOCATION[:WEIGHT]
     clean_dir: str | None = None
-    noise_dir: str | None = None
+    noise_dir: str | tuple[str, ...] | None = None  # noise sources LOCATION[:WEIGHT]
     snr_range: tuple[float, float] = (-5.0, 15.0)
     valid_fraction: float = 0.1
+    # held-out validation (hear_vec.data.splits)
+    speaker_pattern: str | None = None
+    speaker_column: str | None = None
+    holdout_speakers: tuple[str, ...] | None = None
+    holdout_noise_fraction: float = 0.0
+    holdout_noises: tuple[str, ...] | None = None
+    exclude_speakers: tuple[str, ...] | None = None
+    exclude_noises: tuple[str, ...] | None = None
+    # domain randomization (hear_vec.data.randomize): the preset, each knob None = its value
+    augment: str = "off"
+    level_range: tuple[float, float] | str | None = None  # or "off"
+    reverb_prob: float | None = None
+    rt60_range: tuple[float, float] | None = None
+    drr_range: tuple[float, float] | None = None
+    tilt_range: tuple[float, float] | None = None
+    eq_bands: int | None = None
+    eq_gain_db: float | None = None
+    eq_freq_range: tuple[float, float] | None = None
+    eq_width_range: tuple[float, float] | None = None
+    lowpass_prob: float | None = None
+    lowpass_range: tuple[float, float] | None = None
+    highpass_prob: float | None = None
+    highpass_range: tuple[float, float] | None = None
+    noise_count: tuple[int, int] | None = None
+    noise_gain_range: tuple[float, float] | None = None
+    noise_tilt_range: tuple[float, float] | None = None
+    babble_prob: float | None = None
+    babble_talkers: tuple[int, int] | None = None
     device: str = "auto"
     seed: int = 0
     log_dir: str = "runs/rl_train"
@@ -87,6 +140,8 @@ class RunConfig:
     compile: bool = False
     compile_backend: str = "inductor"
     cudagraphs: bool = False
+    env_workers: int = 1
+    tune_cpu_allocator: bool = True
     resume: bool = False
     progress: bool = True
     # learner hyper-parameters (None: the learner's default)
@@ -125,6 +180,8 @@ class RunConfig:
             raise ValueError(f"--num-envs must be at least 1, got {self.num_envs}")
         if self.max_steps < 1:
             raise ValueError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if not 1 <= self.env_workers <= self.num_envs:
+            raise ValueError(f"--env-workers must be in [1, --num-envs], got {self.env_workers}")
         if not self.reward_scale > 0:
             raise ValueError(f"--reward-scale must be positive, got {self.reward_scale}")
         if self.quality_interval < 0:
@@ -138,15 +195,35 @@ class RunConfig:
         lo, hi = self.snr_range
         if not lo <= hi:
             raise ValueError(f"--snr-range needs LO <= HI, got {lo} {hi}")
-        if (self.clean_dir is None) != (self.noise_dir is None):
+        if self.clean_dir is not None and self.noise_dir is None:
             raise ValueError("--clean-dir and --noise-dir go together")
-        if self.clean_dir is None and self.data != "synthetic" and not Path(self.data).exists():
-            raise ValueError(f"--data {self.data}: no such file or folder (give 'synthetic', a "
-                             "meta.csv, or a folder with clean/ and noisy/)")
-        for name in ("clean_dir", "noise_dir"):
-            value = getattr(self, name)
-            if value is not None and not Path(value).is_dir():
-                raise ValueError(f"--{name.replace('_', '-')} {value}: no such folder")
+        for spec in ([] if self.clean_dir is not None else parse_sources(self.data)):
+            if spec.location != "synthetic" and not Path(spec.location).exists():
+                raise ValueError(f"--data {spec.location}: no such file or folder (give "
+                                 "'synthetic', a meta.csv, a folder with clean/ and noisy/, or "
+                                 "a folder of clean speech)")
+        if self.clean_dir is not None and not Path(self.clean_dir).is_dir():
+            raise ValueError(f"--clean-dir {self.clean_dir}: no such folder")
+        for spec in parse_sources(self.noise_dir):
+            if spec.location != "synthetic" and not Path(spec.location).is_dir():
+                raise ValueError(f"--noise-dir {spec.location}: no such folder")
+        if self.speaker_pattern is not None:
+            try:
+                re.compile(self.speaker_pattern)
+            except re.error as err:
+                raise ValueError(f"--speaker-pattern {self.speaker_pattern!r} is not a valid "
+                                 f"regular expression ({err})") from None
+        if not 0.0 <= self.holdout_noise_fraction < 1.0:
+            raise ValueError(f"--holdout-noise-fraction must be in [0, 1), got "
+                             f"{self.holdout_noise_fraction}")
+        self.randomization()
+
+    def randomization(self) -> Randomization:
+        """The domain randomization of the draws: ``augment``'s preset with the knobs set."""
+        try:
+            return resolve_randomization(self.augment, **{k: getattr(self, k) for k in KNOBS})
+        except RandomizationError as err:
+            raise ValueError(f"--{err.field.replace('_', '-')} {err.message}") from None
 
 
 # ------------------------------------------------------------------------------------------
@@ -158,25 +235,49 @@ def build_learner(cfg: RunConfig, env: DenoiseEnv, device: torch.device) -> Lear
     return LEARNERS[cfg.algo](env, make_config(cfg.algo, values), device)
 
 
-def load_corpora(cfg: RunConfig, device: torch.device) -> tuple[Corpus, Corpus]:
+def load_split(cfg: RunConfig, device: torch.device) -> CorpusSplit:
+    """The run's corpus (sources + randomization) split into training and validation parts."""
     data = None if cfg.clean_dir is not None else cfg.data
     corpus = load_corpus(data, clean_dir=cfg.clean_dir, noise_dir=cfg.noise_dir,
-                         snr_range=tuple(cfg.snr_range), device=device, seed=cfg.seed)
+                         snr_range=tuple(cfg.snr_range), device=device, seed=cfg.seed,
+                         randomization=cfg.randomization())
+    if cfg.exclude_speakers or cfg.exclude_noises:  # reserved for a final test: never loaded
+        corpus = exclude(corpus, cfg.exclude_speakers or (), cfg.exclude_noises or (),
+                         speaker_pattern=cfg.speaker_pattern, speaker_column=cfg.speaker_column)
     if len(corpus) < 2:
         raise ValueError(f"the corpus has {len(corpus)} utterance(s); a train/validation split "
                          "needs at least 2")
-    return corpus.split(cfg.valid_fraction, seed=cfg.seed)
+    return split_corpus(corpus, cfg.valid_fraction, cfg.seed,
+                        speaker_pattern=cfg.speaker_pattern, speaker_column=cfg.speaker_column,
+                        holdout_speakers=cfg.holdout_speakers,
+                        holdout_noise_fraction=cfg.holdout_noise_fraction,
+                        holdout_noises=cfg.holdout_noises)
+
+
+def load_corpora(cfg: RunConfig, device: torch.device) -> tuple[Corpus, Corpus]:
+    """(train, valid) of :func:`load_split`."""
+    split = load_split(cfg, device)
+    return split.train, split.valid
 
 
 def make_envs(cfg: RunConfig, train: Corpus, valid: Corpus, device: torch.device,
               rank: int = 0) -> tuple[DenoiseEnv, DenoiseEnv]:
-    common = dict(device=device, max_steps=cfg.max_steps, reward_scale=cfg.reward_scale,
-                  stoi_weight=cfg.stoi_weight, estoi_weight=cfg.estoi_weight,
-                  quality_interval=cfg.quality_interval, diversity_weight=cfg.diversity_weight,
-                  segment_seconds=cfg.segment_seconds,
+    common = dict(device=device, max_steps=cfg.max_steps, stop_action=cfg.stop_action,
+                  floor_features=cfg.floor_features,
+                  reward_scale=cfg.reward_scale, stoi_weight=cfg.stoi_weight,
+                  estoi_weight=cfg.estoi_weight, quality_interval=cfg.quality_interval,
+                  diversity_weight=cfg.diversity_weight, segment_seconds=cfg.segment_seconds,
                   min_segment_seconds=min(1.0, cfg.segment_seconds))
-    env = DenoiseEnv(train, num_envs=cfg.num_envs, seed=cfg.seed + 7919 * rank,
-                     compile=cfg.compile, compile_backend=cfg.compile_backend, **common)
+    seed = cfg.seed + 7919 * rank
+    if cfg.env_workers > 1:
+        env: Any = SubprocEnv(cfg.num_envs, cfg.env_workers, seed=seed, data=train,
+                              compile=cfg.compile, compile_backend=cfg.compile_backend,
+                              **common)
+    else:
+        env = DenoiseEnv(train, num_envs=cfg.num_envs, seed=seed, compile=cfg.compile,
+                         compile_backend=cfg.compile_backend, **common)
+        if cfg.cudagraphs and not cfg.stop_action:
+            env = GraphedEnv(env)  # CUDA graphs of the env step (shared clock only)
     eval_env = DenoiseEnv(valid, num_envs=min(cfg.num_envs, cfg.eval_episodes),
                           seed=cfg.seed + 104_729, normalizer=env.normalizer,
                           update_normalizer=False, track_quality=True, **common)
@@ -185,16 +286,35 @@ def make_envs(cfg: RunConfig, train: Corpus, valid: Corpus, device: torch.device
 
 @torch.no_grad()
 def evaluate(learner: LearnerBase, env: DenoiseEnv, episodes: int) -> dict[str, float]:
-    """Deterministic policy on the evaluation env's fixed segments (RNG counter rewound):
-    mean return and mean SI-SDR / STOI / ESTOI gains over ``episodes`` (rounded up to whole
-    batches of ``env.num_envs``)."""
+    """The deterministic policy on fixed validation clips: ``episodes`` (rounded up to whole
+    batches of ``env.num_envs``) segments drawn from the evaluation env's corpus with its own
+    key (the same clips at every evaluation), one episode each, no autoreset. Returns the mean
+    return, SI-SDR / STOI / ESTOI gains, episode length, the fraction of episodes stopped by the
+    stop action (when enabled) and the fraction made worse than the input (SI-SDR)."""
     batches = max(1, math.ceil(episodes / env.num_envs))
-    obs = env.reset(draws=0)
-    env.episode_stats(reset=True)
-    for _ in range(batches * env.max_steps):
-        obs, *_ = env.step(learner.act(obs, deterministic=True))
-    stats = env.episode_stats(reset=True)
-    return {k: float(v) for k, v in stats.items()}
+    params = env.params
+    sums: dict[str, Tensor] = {}
+    for b in range(batches):
+        segments = env.corpus.draw(rng.fold_in(env.key, b), env.num_envs,
+                                   params.segment_samples, params.min_samples)
+        out = run_episodes(params, segments, lambda obs: learner.act(obs, deterministic=True),
+                           env.normalizer)
+        st = out.state
+        gain = st.si_sdr - st.si_sdr_start
+        row = {"return": st.episode_return, "si_sdr_gain": gain,
+               "length": st.step.to(gain.dtype), "worse": (gain < 0).to(gain.dtype)}
+        if params.stop_action:
+            row["stopped"] = (out.methods == STOP).any(-1).to(gain.dtype)
+        if params.measure_stoi:
+            row["stoi_gain"] = st.stoi - st.stoi_start
+        if params.measure_estoi:
+            row["estoi_gain"] = st.estoi - st.estoi_start
+        for key, value in row.items():
+            sums[key] = sums.get(key, 0) + value.to(torch.float64).sum()
+    count = batches * env.num_envs
+    result = {k: float(v) / count for k, v in sums.items()}
+    result["episodes"] = float(count)
+    return result
 
 
 # ------------------------------------------------------------------------------------------
@@ -303,9 +423,11 @@ class _Run:
         args = _jsonable(asdict(self.cfg))
         model = model_payload(algo=self.cfg.algo, policy=self.learner.inference_state(),
                               normalizer=self.env.normalizer.export(), methods=METHODS,
-                              num_features=NUM_FEATURES, max_steps=self.cfg.max_steps,
+                              num_features=self.env.params.feature_dim,
+                              max_steps=self.cfg.max_steps,
                               sample_rate=self.env.sample_rate, args=args,
-                              final_eval=final_eval)
+                              final_eval=final_eval, stop_action=self.cfg.stop_action,
+                              floor_features=self.cfg.floor_features)
         save_atomic(model, self.log_dir / "model.pt")
         _write_json(self.log_dir / "metrics.json",
                     {"final_eval": final_eval, **self.history})
@@ -322,9 +444,8 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=2))
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as handle:  # temp file + rename; the user's umask
+        handle.write(json.dumps(_jsonable(payload), indent=2))
 
 
 # ------------------------------------------------------------------------------------------
@@ -346,6 +467,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     cfg.validate()
     rank, world, local_rank = _distributed()
     device = resolve_device(cfg.device)
+    if device.type == "cpu" and cfg.tune_cpu_allocator:
+        tune_cpu_allocator()  # process-wide glibc malloc thresholds (hear_vec.runtime)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -364,7 +487,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         raise ValueError(f"{log_dir} already holds a finished run; pick another --log-dir "
                          "(or --resume to continue it)")
 
-    train_corpus, valid_corpus = load_corpora(cfg, device)
+    split = load_split(cfg, device)
+    train_corpus, valid_corpus = split.train, split.valid
     env, eval_env = make_envs(cfg, train_corpus, valid_corpus, device, rank)
     learner = build_learner(cfg, env, device)
     session = _Run(cfg, learner, env, eval_env, log_dir, rank)
@@ -377,6 +501,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     if rank == 0:
         log_dir.mkdir(parents=True, exist_ok=True)
         _write_json(log_dir / "args.json", asdict(cfg))
+        _write_json(log_dir / "split.json", split.report())
     session.open(learner.global_step)
     previous_handler = signal.getsignal(signal.SIGTERM)
     if rank == 0:
@@ -397,6 +522,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     finally:
         if rank == 0:
             signal.signal(signal.SIGTERM, previous_handler)
+        if hasattr(env, "close"):
+            env.close()  # SubprocEnv workers
     final: dict[str, Any] = {}
     if rank == 0:
         final = session.evaluate(learner.global_step)

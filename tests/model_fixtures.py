@@ -20,19 +20,20 @@ from tests.signals import mix_at_snr, speechlike
 __all__ = ["make_model", "write_clip", "model_path", "model_paths", "clip_pair"]
 
 
-def make_model(path: Path, seed: int = 0, train_steps: int = 24, max_steps: int = 3) -> Path:
+def make_model(path: Path, seed: int = 0, train_steps: int = 24, max_steps: int = 3,
+               stop_action: bool = False, floor_features: bool = False) -> Path:
     """A small PPO agent saved as model.pt (same payload as train.py writes)."""
     from hear_vec.agents.ppo import PPO, PPOConfig
     from hear_vec.checkpoint import model_payload, save_atomic
     from hear_vec.data import SyntheticCorpus
     from hear_vec.env import DenoiseEnv
-    from hear_vec.features import NUM_FEATURES
     from hear_vec.ops import METHODS
 
     torch.manual_seed(seed)
     corpus = SyntheticCorpus(num_utterances=8, noise_clips_per_family=1, noise_seconds=2.0,
                              seed=seed)
-    env = DenoiseEnv(corpus, num_envs=4, segment_seconds=1.0, max_steps=max_steps, seed=seed)
+    env = DenoiseEnv(corpus, num_envs=4, segment_seconds=1.0, max_steps=max_steps, seed=seed,
+                     stop_action=stop_action, floor_features=floor_features)
     config = PPOConfig(hidden_dims=(32, 32), rollout_steps=3, update_epochs=1, batch_size=12)
     learner = PPO(env, config)
     if train_steps:
@@ -41,8 +42,10 @@ def make_model(path: Path, seed: int = 0, train_steps: int = 24, max_steps: int 
             "segment_seconds": 1.0, "total_steps": train_steps}
     payload = model_payload(algo="ppo", policy=learner.inference_state(),
                             normalizer=env.normalizer.export(), methods=METHODS,
-                            num_features=NUM_FEATURES, max_steps=max_steps, sample_rate=16000,
-                            args=args)
+                            num_features=env.params.feature_dim, max_steps=max_steps,
+                            sample_rate=16000,
+                            args=args, stop_action=stop_action,
+                            floor_features=floor_features)
     save_atomic(payload, path)
     return path
 

@@ -222,3 +222,41 @@ def test_compile_matches_eager():
 def test_bad_input_raises(bad):
     with pytest.raises(ValueError):
         bad()
+
+
+# ------------------------------------------------------------------ noise-floor features
+def test_floor_features_are_gain_invariant_batch_consistent_and_track_snr():
+    from hear_vec.dsp import stft
+    from hear_vec.features.floor import NUM_FLOOR_FEATURES, floor_features
+
+    def power(x):
+        s = stft(x)
+        return s.real.square() + s.imag.square()
+
+    g = torch.Generator().manual_seed(0)
+    n = 16000
+    t = torch.arange(n) / 16000.0
+    # bursts of a 440 Hz tone (speech-like on/off) over white noise at two SNRs
+    gate = ((t * 4).floor() % 2 == 0).float()
+    tone = torch.sin(2 * torch.pi * 440 * t) * gate
+    noise = torch.randn(n, generator=g)
+    loud = tone + 0.01 * noise
+    quiet = tone + 0.3 * noise
+    x = torch.stack([loud, quiet])
+    lengths = torch.tensor([n, n])
+    f = floor_features(power(x), lengths)
+    assert f.shape == (2, NUM_FLOOR_FEATURES) and torch.isfinite(f).all()
+    # a gain leaves every feature unchanged (differences of dB levels)
+    torch.testing.assert_close(floor_features(power(37.0 * x), lengths), f, atol=1e-3, rtol=0)
+    # the band holding 440 Hz has a larger dynamic range at the higher SNR
+    from hear_vec.features.floor import band_edges
+    edges = band_edges(16000)
+    k = next(i for i in range(16) if edges[i] <= 440 / (16000 / 1024) < edges[i + 1])
+    assert f[0, 16 + k] > f[1, 16 + k] + 10.0
+    assert f[0, 32] > f[1, 32]  # whole-spectrum range too
+    # a padded row equals its unpadded self; row b depends on row b only
+    padded = torch.nn.functional.pad(x[:1, :12000], (0, 4000))
+    one = floor_features(power(x[:1, :12000]), torch.tensor([12000]))
+    both = floor_features(power(torch.cat([padded, x[1:]])), torch.tensor([12000, n]))
+    torch.testing.assert_close(both[:1], one, atol=1e-4, rtol=0)
+    torch.testing.assert_close(both[1:], f[1:], atol=1e-4, rtol=0)

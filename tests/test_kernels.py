@@ -315,11 +315,12 @@ def test_kernels_capture_in_cuda_graphs(device):
 
 # ---------------------------------------------------------------- benchmark graph plumbing
 def test_graphed_env_stepping_equals_eager_stepping_on_cpu_emulation():
-    """benchmarks/throughput.py's GraphedEnv (the CUDA-graph env stepper of gpu_check.sh),
+    """hear_vec.env.vector.GraphedEnv (the CUDA-graph env stepper of train.py --cudagraphs),
     with replays emulated on the CPU, gives the same trajectory as plain env.step."""
     sys.path.insert(0, str(ROOT))
-    from benchmarks.throughput import EmulatedGraphAPI, GraphedEnv, random_actions
+    from benchmarks.throughput import random_actions
     from hear_vec import DenoiseEnv
+    from hear_vec.env.vector import EmulatedGraphAPI, GraphedEnv
 
     kw = dict(num_envs=2, segment_seconds=0.4, min_segment_seconds=0.3, stoi_weight=1.0,
               estoi_weight=1.0, quality_interval=1, seed=3)

@@ -16,7 +16,7 @@ bits per entry; one call keeps the compiled graph small), column j feeding:
     j=0  utterance    u ~ U{0 .. U-1}                       (r mod U)
     j=1  length       L = min(len(u), min_samples + U{0 .. T - min_samples})
     j=2  crop offset  o ~ U{0 .. len(u) - L}
-    j=3  noise item   n ~ U{0 .. K-1}                       (mixing corpora)
+    j=3  noise item   n ~ U over noise_index (all K items unless held out; mixing corpora)
     j=4  noise offset p ~ U{0 .. len(n) - 1}; noise[t] = bank_n[(p + t) mod len(n)]
     j=5  SNR          s = lo + (hi - lo) * (r >> 38) / 2**24
 
@@ -46,7 +46,7 @@ from torch import Tensor
 from hear_vec import rng
 
 __all__ = ["CorpusError", "Segments", "AudioBank", "DEFAULT_TAIL", "Corpus", "PairedCorpus",
-           "MixingCorpus", "mix_at_snr"]
+           "MixingCorpus", "mix_at_snr", "snr_gain"]
 
 _INT16_MAX = 32767.0
 
@@ -223,6 +223,13 @@ def mix_at_snr(clean: Tensor, noise: Tensor, snr_db: Tensor, lengths: Tensor,
     the relative floors ``1e-6 * ref`` (see the module docstring). Both inputs must already be
     zero beyond ``lengths``.
     """
+    gain = snr_gain(clean, noise, snr_db, lengths, clean_ref, noise_ref)
+    return torch.addcmul(clean, noise, gain[:, None])
+
+
+def snr_gain(clean: Tensor, noise: Tensor, snr_db: Tensor, lengths: Tensor,
+             clean_ref: Tensor | None = None, noise_ref: Tensor | None = None) -> Tensor:
+    """The gain g [B] of :func:`mix_at_snr` (``noisy = clean + g * noise``)."""
     n = lengths.clamp_min(1).to(clean.dtype)
     pc = torch.linalg.vector_norm(clean, dim=-1) ** 2 / n + 1e-20
     pn = torch.linalg.vector_norm(noise, dim=-1) ** 2 / n + 1e-20
@@ -230,8 +237,7 @@ def mix_at_snr(clean: Tensor, noise: Tensor, snr_db: Tensor, lengths: Tensor,
         pc = pc + 1e-6 * clean_ref
     if noise_ref is not None:
         pn = pn + 1e-6 * noise_ref
-    gain = torch.sqrt(pc / (pn * torch.pow(10.0, snr_db / 10.0)))
-    return torch.addcmul(clean, noise, gain[:, None])
+    return torch.sqrt(pc / (pn * torch.pow(10.0, snr_db / 10.0)))
 
 
 def _random_bits(key: Tensor, num: int) -> Tensor:
@@ -341,21 +347,26 @@ class Corpus:
     def _subset_host(self, out: Corpus, idx: list[int]) -> None:
         """Restrict host-side per-utterance lists of ``out`` (hook for subclasses)."""
 
-    def split(self, valid_fraction: float = 0.1, seed: int = 0) -> tuple[Corpus, Corpus]:
+    def split(self, valid_fraction: float = 0.1, seed: int = 0, **holdout: object
+              ) -> tuple[Corpus, Corpus]:
         """(train, valid) disjoint by utterance: a seeded permutation (hear_vec.rng) puts
         ``max(1, round(valid_fraction * U))`` utterances in valid; each part keeps the
-        corpus order. Noise banks of mixing corpora are shared by both parts."""
-        if not 0.0 < float(valid_fraction) < 1.0:
-            raise ValueError(f"valid_fraction must lie in (0, 1), got {valid_fraction}")
-        total = len(self)
-        if total < 2:
-            raise CorpusError(f"cannot split a corpus of {total} utterance(s)")
-        n_valid = min(total - 1, max(1, round(float(valid_fraction) * total)))
-        scores = rng.uniform(rng.make_key(seed), (total,), dtype=torch.float64)
-        perm = torch.argsort(scores, stable=True).tolist()
-        valid = sorted(perm[:n_valid])
-        train = sorted(perm[n_valid:])
-        return self.subset(train), self.subset(valid)
+        corpus order. Noise banks of mixing corpora are shared by both parts.
+
+        ``holdout`` (speaker_pattern, speaker_column, holdout_speakers,
+        holdout_noise_fraction, holdout_noises) holds out whole speakers and noise
+        recordings instead: see :func:`hear_vec.data.splits.split_corpus`, which also
+        reports which speakers and noises went where."""
+        from hear_vec.data.splits import split_corpus
+
+        parts = split_corpus(self, valid_fraction, seed, **holdout)  # type: ignore[arg-type]
+        return parts.train, parts.valid
+
+    def noise_subset(self, indices: Sequence[int]) -> Corpus:
+        """A corpus that mixes only with the noise items ``indices`` (into ``noise_names``);
+        corpora without on-the-fly noise raise :class:`CorpusError`."""
+        raise CorpusError(f"{type(self).__name__} mixes no noise on the fly (its noise is "
+                          "recorded), so its noises cannot be held out")
 
     # -- drawing -----------------------------------------------------------------------------
     def draw(self, key: Tensor, num: int, segment_samples: int,
@@ -470,18 +481,33 @@ class MixingCorpus(Corpus):
             noise_bank = noise_bank.relayout(wrap=True, tail=max(noise_bank.tail, DEFAULT_TAIL))
         self.noise_bank = noise_bank
         self.noise_names = list(noise_names)
+        #: [K'] noise items this corpus mixes with (all by default; see noise_subset)
+        self.noise_index = torch.arange(len(noise_bank), dtype=torch.long,
+                                        device=noise_bank.offsets.device)
         self.snr_range = (lo, hi)
         self.seed = int(seed)
 
     def _tensors(self) -> dict[str, object]:
-        return {**super()._tensors(), "noise_bank": self.noise_bank}
+        return {**super()._tensors(), "noise_bank": self.noise_bank,
+                "noise_index": self.noise_index}
+
+    def noise_subset(self, indices: Sequence[int]) -> MixingCorpus:
+        """A corpus that mixes only with noise items ``indices`` (sharing the banks);
+        ``Segments.noise`` keeps indexing the full ``noise_names``."""
+        idx = sorted({int(i) for i in indices})
+        if not idx or idx[0] < 0 or idx[-1] >= len(self.noise_names):
+            raise CorpusError(f"a noise subset needs indices in 0..{len(self.noise_names) - 1},"
+                              f" got {list(indices)}")
+        out = copy.copy(self)
+        out.noise_index = torch.tensor(idx, dtype=torch.long, device=self.device)
+        return out
 
     def _assemble(self, bits: Tensor, u: Tensor, start: Tensor, lengths: Tensor,
                   width: int) -> Segments:
         item = self.items[u]
         beyond = torch.arange(width, device=u.device) >= lengths[:, None]
         clean = self.bank.gather(item, start, lengths, width, beyond)
-        k = torch.remainder(bits[:, 3], len(self.noise_bank))
+        k = self.noise_index[torch.remainder(bits[:, 3], self.noise_index.shape[0])]
         offset = torch.remainder(bits[:, 4], self.noise_bank.lengths[k])
         noise = self.noise_bank.gather(k, offset, lengths, width, beyond)
         lo, hi = self.snr_range

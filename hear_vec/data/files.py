@@ -14,10 +14,16 @@ Sources (``data=``):
   layout; recursive; .wav/.flac; matched by relative path without extension).
 - ``clean_dir=`` + ``noise_dir=``: clean speech mixed with noise on the fly
   (:class:`~hear_vec.data.bank.MixingCorpus`) at SNRs drawn from ``snr_range``.
+- several sources (lists of ``LOCATION[:WEIGHT]`` for ``data`` / ``noise_dir``), synthetic
+  speech with a noise folder, or a ``randomization``: a
+  :class:`~hear_vec.data.multi.MultiSourceCorpus` (see :mod:`hear_vec.data.sources`).
 
-File policy. Every file is read with :func:`hear_vec.audio_io.read_audio`, multi-channel audio
-is averaged to mono and audio at another rate is resampled to ``sample_rate``
-(``torchaudio.functional.resample``). Unreadable, empty or non-finite files (and pairs with a
+File policy. Every file is read with :func:`hear_vec.audio_io.read_audio_mono`: block by
+block, multi-channel audio averaged to mono, audio at another rate resampled to
+``sample_rate`` (:mod:`hear_vec.resample`: torchaudio's filter, bounded memory for long files
+and odd rates). Any subtype libsndfile reads (8-bit unsigned .. 32-bit, float, double) and any
+channel count load; a truncated WAV loads up to where its data ends. Unreadable, empty,
+truncated-FLAC, non-finite files or files at a rate outside 1 kHz .. 1 MHz (and pairs with a
 missing side) are skipped and reported in ONE warning line on the ``hear_vec.data`` logger
 (shown on stderr when logging is not configured; the full list is also kept in
 ``corpus.skipped`` as ``(path, reason)``); a corpus with nothing usable raises
@@ -32,14 +38,15 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hear_vec.audio_io import AudioReadError, list_audio_files, read_audio
+from hear_vec.audio_io import AudioReadError, list_audio_files, read_audio_mono
 from hear_vec.data.bank import AudioBank, Corpus, CorpusError, MixingCorpus, PairedCorpus
+from hear_vec.data.randomize import Randomization
 from hear_vec.data.synthetic import SyntheticCorpus
 
 __all__ = ["load_corpus", "load_meta_csv", "load_pair_folder", "load_mixing_folders",
@@ -56,18 +63,11 @@ _MAX_NAMED = 20
 
 
 def read_mono(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
-    """A file as float32 mono at ``sample_rate`` (channels averaged, resampled if needed).
-    Raises :class:`~hear_vec.audio_io.AudioReadError`."""
-    audio, rate = read_audio(path)
-    mono = audio.mean(axis=0, dtype=np.float32) if audio.shape[0] > 1 else audio[0]
-    if rate != sample_rate:
-        import torchaudio.functional as AF
-
-        mono = AF.resample(torch.from_numpy(np.ascontiguousarray(mono)), rate,
-                           sample_rate).numpy()
-        if mono.size == 0:
-            raise AudioReadError(path, f"empty after resampling {rate} -> {sample_rate} Hz")
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    """A file as float32 mono at ``sample_rate`` (channels averaged, resampled if needed),
+    read block by block so that memory stays near the size of the result
+    (:func:`hear_vec.audio_io.read_audio_mono`). Raises
+    :class:`~hear_vec.audio_io.AudioReadError` with the reason a file is skipped."""
+    return read_audio_mono(path, sample_rate)
 
 
 def _display(path: Path, root: Path) -> str:
@@ -265,30 +265,62 @@ def load_mixing_folders(clean_dir: str | os.PathLike, noise_dir: str | os.PathLi
                         source=f"mix:{clean_dir}+{noise_dir}", skipped=all_skipped)
 
 
-def load_corpus(data: str | os.PathLike | Corpus | None = "synthetic", *,
+def _is_clean_folder(location: str) -> bool:
+    """A folder of clean speech (neither a meta.csv corpus nor a clean/ + noisy/ layout)."""
+    path = Path(location)
+    return path.is_dir() and not (path / "meta.csv").is_file() and not (path / "clean").is_dir()
+
+
+def load_corpus(data: str | os.PathLike | Corpus | Sequence[str | os.PathLike] | None
+                = "synthetic", *,
                 clean_dir: str | os.PathLike | None = None,
-                noise_dir: str | os.PathLike | None = None,
+                noise_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
                 snr_range: tuple[float, float] = (-5.0, 15.0), sample_rate: int = 16000,
-                device: torch.device | str = "cpu", seed: int = 0) -> Corpus:
+                device: torch.device | str = "cpu", seed: int = 0,
+                randomization: Randomization | None = None) -> Corpus:
     """Any data source as a device-resident :class:`Corpus` (see the module docstring).
 
     ``data``: ``"synthetic"`` (or None), a meta.csv path, a folder with meta.csv or clean/ +
     noisy/, or a Corpus (moved to ``device``). ``clean_dir`` + ``noise_dir`` select on-the-fly
     mixing instead. ``snr_range`` applies to mixing sources; ``seed`` to the synthetic
     generator and to the fixed mixing of ``utterance_audio``. Raises :class:`CorpusError`.
+
+    Several sources at once (``data`` and/or ``noise_dir`` a list of ``LOCATION[:WEIGHT]``
+    specs, synthetic speech with a noise folder, or a non-identity ``randomization``) give a
+    :class:`~hear_vec.data.multi.MultiSourceCorpus` (:func:`hear_vec.data.sources.load_sources`);
+    one plain source without randomization keeps the corpus classes above.
     """
+    from hear_vec.data.multi import MultiSourceCorpus
+    from hear_vec.data.sources import SYNTHETIC, load_sources, parse_sources
+
+    plain = randomization is None or randomization.is_identity()
     if isinstance(data, Corpus):
         if clean_dir is not None or noise_dir is not None:
             raise CorpusError("give either a corpus object or clean_dir + noise_dir, not both")
-        return data.to(device)
-    synthetic = data is None or (isinstance(data, str) and data == "synthetic")
-    if clean_dir is not None or noise_dir is not None:
-        if clean_dir is None or noise_dir is None:
+        corpus = data.to(device)
+        if randomization is None or (plain and not isinstance(corpus, MultiSourceCorpus)):
+            return corpus
+        return MultiSourceCorpus.from_corpus(corpus, randomization)
+    speech = parse_sources(data) or parse_sources(SYNTHETIC)
+    noise = parse_sources(noise_dir)
+    if clean_dir is not None:
+        if [s.location for s in speech] != [SYNTHETIC]:
+            raise CorpusError(f"give either data={str(data)!r} or clean_dir + noise_dir, not both")
+        speech = parse_sources(clean_dir)
+    location = speech[0].location
+    clean_folder = clean_dir is not None or _is_clean_folder(location)
+    one_folder = len(noise) == 1 and noise[0].location != SYNTHETIC and clean_folder
+    if not (plain and len(speech) == 1 and (not noise or one_folder)):
+        return load_sources(speech, noise, snr_range=snr_range, randomization=randomization,
+                            sample_rate=sample_rate, device=device, seed=seed)
+    if noise or clean_dir is not None:
+        if not noise:
             raise CorpusError("clean_dir and noise_dir go together (clean speech mixed with "
                               "noise on the fly); give both")
-        if not synthetic:
-            raise CorpusError(f"give either data={str(data)!r} or clean_dir + noise_dir, not both")
-        return load_mixing_folders(clean_dir, noise_dir, snr_range, sample_rate, device, seed)
+        return load_mixing_folders(location, noise[0].location, snr_range, sample_rate, device,
+                                   seed)
+    data = location
+    synthetic = data == SYNTHETIC
     if synthetic:
         return SyntheticCorpus(snr_range=snr_range, sample_rate=sample_rate, device=device,
                                seed=seed)

@@ -1,12 +1,13 @@
 """The observation an agent sees, and the running normalizer kept on the device.
 
-Layout of one observation row (D = 2 * 133 + num_methods + 3 + 1):
+Layout of one observation row (D = 2 * F + num_methods + 3 + 1, F = 133 audio features, or
+133 + 34 with the noise-floor features of :mod:`hear_vec.features.floor`):
 
-    [ features(original noisy segment) : 133 | features(current audio) : 133 |
+    [ features(original noisy segment) : F | features(current audio) : F |
       previous method one-hot : num_methods  | previous knobs : 3 | step / max_steps : 1 ]
 
 The seed saw only the first block (plus the last three) and so never saw what its own last
-action did; the second block fixes that. The 266 audio features are normalized by a running
+action did; the second block fixes that. The 2F audio features are normalized by a running
 mean / std (Chan et al.'s parallel update, on the device); the one-hot, knobs and time
 fraction are already in [0, 1] and pass through unchanged. Normalized values are clipped to
 ±``clip``: whole files at inference can be far longer, louder or quieter than training
@@ -23,9 +24,10 @@ from hear_vec.features import NUM_FEATURES
 __all__ = ["NUM_FEATURES", "observation_dim", "build_observation", "RunningNormalizer"]
 
 
-def observation_dim(num_methods: int) -> int:
-    """Width of an observation row for ``num_methods`` methods."""
-    return 2 * NUM_FEATURES + num_methods + 3 + 1
+def observation_dim(num_methods: int, num_features: int = NUM_FEATURES) -> int:
+    """Width of an observation row for ``num_methods`` methods and ``num_features`` audio
+    features per signal."""
+    return 2 * num_features + num_methods + 3 + 1
 
 
 def build_observation(noisy_features: Tensor, current_features: Tensor, prev_method: Tensor,
