@@ -253,6 +253,48 @@ def test_torchrl_rollout_equals_denoise_env(kw, layout):
     assert bool(data["next", "done"].any())
 
 
+def test_views_with_the_stop_action_equal_denoise_env(kw):
+    """DenoiseEnv(stop_action=True): M = len(METHODS) + 1 read from action_spec, rows end at
+    different steps; the Gymnasium (dict layout) and TorchRL (vector layout) views still
+    step exactly as DenoiseEnv and mark exactly the rows that ended."""
+    kw = dict(kw, stop_action=True)
+    probe = DenoiseEnv(**kw)
+    m = probe.action_spec.num_methods
+    assert m == len(probe.methods) + 1
+    actions = random_actions(4 * STEPS, m, seed=5)
+    first, ref = direct_run(kw, actions, seed=3)
+    ended = torch.stack([r[2] | r[3] for r in ref])
+    assert bool((ended.any(1) & ~ended.all(1)).any())  # some step ends only some rows
+
+    gym = DenoiseVectorEnv(action_layout="dict", **kw)
+    assert gym.single_action_space["method"].n == m
+    obs, _ = gym.reset(seed=3)
+    _assert_same(obs, first)
+    for a, (r_obs, r_rew, r_term, r_trunc, r_info) in zip(actions, ref):
+        obs, rew, term, trunc, info = gym.step({"method": a[:, 0].long().numpy(),
+                                                "knobs": a[:, 1:].numpy()})
+        _assert_same(obs, r_obs)
+        _assert_same(rew, r_rew)
+        np.testing.assert_array_equal(info["_final_obs"], (r_term | r_trunc).numpy())
+        done = info["_final_obs"]
+        _assert_same(info["final_obs"][done], r_info["final_observation"][torch.from_numpy(done)])
+
+    trl = DenoiseTorchRLEnv(**kw)
+    assert float(trl.action_spec.space.high[0, 0]) == m - 1
+    trl.set_seed(3)
+    it = iter(actions)
+    data = trl.rollout(len(actions), lambda td: td.set("action", next(it)),
+                       break_when_any_done=False)
+    for t, (r_obs, r_rew, r_term, r_trunc, r_info) in enumerate(ref):
+        done = r_term | r_trunc
+        _assert_same(data["next", "done"][:, t, 0], done)
+        _assert_same(data["next", "reward"][:, t, 0], r_rew)
+        want = torch.where(done.unsqueeze(-1), r_info["final_observation"], r_obs)
+        _assert_same(data["next", "observation"][:, t], want)
+        if t + 1 < len(actions):
+            _assert_same(data["observation"][:, t + 1], r_obs)
+
+
 # --------------------------------------------------------------------------------------
 # rows that end at different steps (as with a stop/keep action)
 class StaggeredEnv:
