@@ -1,6 +1,6 @@
 # Two entry points, each makes its own virtual environment (.venv) on first use:
 #   make demo   set up and run the main job on the built-in synthetic default
-#   make test   set up (with the test extra) and run ruff + the test suite
+#   make test   set up (with the test and interop extras) and run ruff + the test suite
 PYTHON ?= python3
 VENV ?= .venv
 # torch and torchaudio are pinned together: torchaudio's compiled library must match torch.
@@ -19,7 +19,7 @@ $(VENV)/.installed: $(BIN)/python setup.py
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install -e ".[test,interop]"
 	touch $@
 
 demo: $(VENV)/.installed

@@ -47,6 +47,14 @@ setup(
             "noisereduce==3.0.3",
             "scipy>=1.10",
         ],
+        # views of DenoiseEnv for outside RL libraries (hear_vec.interop); pinned to the
+        # versions the tests and examples ran with (torch 2.14.1)
+        "interop": [
+            "gymnasium==1.4.0",
+            "stable-baselines3==2.9.2",
+            "torchrl==0.14.1",
+            "tensordict==0.14.3",
+        ],
     },
     entry_points={
         "console_scripts": [
