@@ -18,7 +18,7 @@ RUN apt-get update \
 WORKDIR /opt/hear_vec
 
 # Same install steps as `make test` / .ci/run: torch pinned with the matching torchaudio,
-# then the package with its test extra.
+# then the package with its test and interop extras.
 RUN python -m pip install --upgrade pip \
     && python -m pip install torch==2.14.1 torchaudio==2.11.0
 
@@ -27,8 +27,9 @@ COPY hear_vec ./hear_vec
 COPY kernels ./kernels
 COPY benchmarks ./benchmarks
 COPY tests ./tests
+COPY examples ./examples
 COPY train.py infer.py ./
-RUN python -m pip install -e ".[test]"
+RUN python -m pip install -e ".[test,interop]"
 
 ENTRYPOINT ["python"]
 CMD ["train.py", "--help"]
