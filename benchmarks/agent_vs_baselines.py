@@ -246,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
                 f, held.noisy, held.lengths, args.batch_rows))
             systems[label], kinds[label] = scorer(out), "agent"
             methods = torch.cat([c[0] for c in chains.values()]).reshape(-1)
+            names = (*METHODS, "stop") if agent.stop_action else METHODS
+            taken = methods[methods >= 0]  # -1: steps after a row's chain ended
             extra.setdefault("agent_method_usage", {})[label] = dict(zip(
-                METHODS, torch.bincount(methods, minlength=len(METHODS)).tolist()))
+                names, torch.bincount(taken, minlength=len(names)).tolist()))
             extra.setdefault("agent_checkpoints", {})[label] = {
                 "path": str(path), "max_steps": agent.max_steps,
                 "final_eval": agent.meta.get("final_eval", {})}
