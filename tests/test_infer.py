@@ -355,3 +355,44 @@ def test_metrics_csv_without_clean_is_a_usage_error(capsys, tmp_path, folder, mo
     rc, _, err = _run(capsys, ["--checkpoint", str(model_path), "--input", str(folder),
                                "--output", str(tmp_path / "o"), "--metrics-csv", "x.csv"])
     assert rc == 2 and "--clean" in err
+
+
+# -- stop action, the packaged agent -------------------------------------------------------------
+
+def test_stop_action_agent_traces_chains_that_end_with_stop(capsys, tmp_path, folder):
+    from hear_vec.inference import DenoisingAgent
+
+    path = mf.make_model(tmp_path / "stop" / "model.pt", seed=3, train_steps=0, stop_action=True)
+    agent = DenoisingAgent.from_file(path)
+    # make the untrained policy choose the stop action at its first step on every row
+    agent.policy.actor.net[-1].bias.data[len(METHODS)] = 50.0
+    from hear_vec.checkpoint import load_file, save_atomic
+    payload = load_file(path, "hear_vec.model")
+    payload["policy"]["networks"]["actor"] = agent.policy.actor.state_dict()
+    save_atomic(payload, path)
+    out, trace = tmp_path / "out", tmp_path / "trace.jsonl"
+    rc, _, err = _run(capsys, ["--checkpoint", str(path), "--input", str(folder),
+                               "--output", str(out), "--trace", str(trace)])
+    assert rc == 0, err
+    for r in (json.loads(line) for line in trace.read_text().splitlines()):
+        for seg in r["segments"]:
+            assert seg["steps"] == [{"method": "stop", "method_id": len(METHODS)}]
+    x, _ = sf.read(str(folder / "a.wav"))
+    y, _ = sf.read(str(out / "a.wav"))
+    np.testing.assert_allclose(y, x, atol=1e-4)  # stopped at once: the input, re-encoded
+
+
+def test_no_checkpoint_uses_the_packaged_pretrained_agent(capsys, tmp_path, folder):
+    from hear_vec.checkpoint import MODEL_FORMAT, load_file
+    from hear_vec.pretrained import PRETRAINED_MODEL
+
+    assert PRETRAINED_MODEL.is_file(), "hear_vec/pretrained/model.pt is not in the package"
+    assert PRETRAINED_MODEL.stat().st_size <= 5 * 2**20
+    assert load_file(PRETRAINED_MODEL, MODEL_FORMAT)["format"] == MODEL_FORMAT  # weights_only
+    out, trace = tmp_path / "out", tmp_path / "trace.jsonl"
+    rc, stdout, err = _run(capsys, ["--input", str(folder), "--output", str(out),
+                                    "--trace", str(trace)])
+    assert rc == 0, err
+    assert "3 file(s) denoised" in stdout
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert {Path(r["checkpoint"]).resolve() for r in records} == {PRETRAINED_MODEL}

@@ -60,7 +60,8 @@ Policies
   space resumes it. Inputs are only ever read.
 * ``--trace PATH``: one JSON line per output file: input, output, checkpoint, tag, rates,
   channels, seconds, and ``segments`` (one per channel and chunk: channel, start / end in
-  seconds, ``steps``: method, method_id, strength, smoothing, band_mix per step).
+  seconds, ``steps``: method, method_id, strength, smoothing, band_mix per step; an agent's
+  stop action ends the list with ``{"method": "stop", "method_id": 5}``).
 * ``--clean FILE|DIR``: the clean reference(s) (a folder matched by relative path, either
   extension); SI-SDR, STOI and ESTOI before and after are computed at the model's rate on the
   channel mean (lengths cropped to the shorter), printed as a table, and written to

@@ -171,8 +171,15 @@ class Runner:
 
 
 def _segment(row: _Row, methods: Tensor, knobs: Tensor, rate: int) -> dict[str, Any]:
-    steps = []
+    """The trace of one row: the steps of its chain, ending with ``{"method": "stop"}`` when
+    the agent chose the stop action (later steps, id -1, were not taken)."""
+    steps: list[dict[str, Any]] = []
     for m, (s, sm, b) in zip(methods.tolist(), knobs.tolist()):
+        if m < 0:
+            break
+        if m >= len(METHODS):  # the stop action: the audio is kept as it is
+            steps.append({"method": "stop", "method_id": m})
+            break
         steps.append({"method": METHODS[m], "method_id": m, "strength": round(s, 4),
                       "smoothing": round(sm, 4), "band_mix": round(b, 4)})
     return {"channel": row.channel, "start": round(row.start / rate, 4),
