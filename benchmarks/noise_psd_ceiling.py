@@ -1,0 +1,157 @@
+"""How much of the classical chain's limit is its noise estimate? LSA with an oracle noise PSD.
+
+    python benchmarks/noise_psd_ceiling.py --clean-dir ../shared/dev_audio/speech \\
+        --noise-dir ../shared/dev_audio/noise --exclude-speakers arctic_axb,sbasr_spk2 \\
+        --exclude-noises cafe_noisereduce,sb_noise4_machine \\
+        --json benchmarks/results/noise_psd_ceiling.json
+
+Every (utterance, noise) pair of the given folders (excluded speakers / noises left out, e.g.
+a final test split) is mixed at a grid of SNRs (whole utterances, at most --max-seconds, a
+seeded noise offset). Each clip is denoised once by the mmse_lsa estimator
+(hear_vec.ops.mmse_lsa; strength 1, textbook decision-directed smoothing 0.98) with four
+noise-PSD estimates lambda[f, n]:
+
+  estimated    what hear_vec.ops.mmse_lsa uses: the bias-corrected 20th percentile of |X|
+               over the clip's frames, per bin (no clean speech needed);
+  oracle static      the mean over frames of the true noise's |N|^2, per bin;
+  oracle tracking    the true noise's |N|^2 recursively smoothed over frames
+                     (lambda_n = 0.9 lambda_{n-1} + 0.1 |N_n|^2);
+  oracle tracking x2 the same, doubled (an over-estimate).
+
+The oracles see the noise, so they are upper bounds of what a better noise estimator could
+give the same gain rule; the gap to "estimated" says how much the operators (and every chain
+and agent built from them) lose to their noise estimate. Numbers are written, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import machine_info, markdown_table, write_results  # noqa: E402
+from hear_vec import dsp  # noqa: E402
+from hear_vec.audio_io import list_audio_files  # noqa: E402
+from hear_vec.data import read_mono  # noqa: E402
+from hear_vec.data.bank import mix_at_snr  # noqa: E402
+from hear_vec.metrics import si_sdr  # noqa: E402
+from hear_vec.ops._common import analyze, quantile, synthesize  # noqa: E402
+from hear_vec.ops.mmse_lsa import NOISE_QUANTILE, XI_MIN, lsa_gain  # noqa: E402
+
+SMOOTHING = 0.98  # decision-directed a (m = 8/9 in hear_vec's knob)
+
+
+def lsa_with_noise(spec, noise: torch.Tensor) -> torch.Tensor:
+    """Decision-directed LSA gain (B, F, N) of the analysis ``spec`` for a noise PSD (B, F, N)
+    or (B, F, 1): the recursion of hear_vec.ops.mmse_lsa with a = 0.98, strength 1."""
+    power = spec.mag.square()
+    noise = noise.expand_as(power).clamp_min(1e-10 * float(power.mean()) + 1e-30)
+    gamma = (power / noise).clamp_max(1e12)
+    gains = torch.empty_like(gamma)
+    prev = None
+    for n in range(gamma.shape[-1]):
+        g_n = gamma[..., n]
+        if prev is None:
+            xi = (g_n - 1.0).clamp_min(XI_MIN)
+        else:
+            xi = (SMOOTHING * prev + (1 - SMOOTHING) * (g_n - 1.0).clamp_min(0.0)).clamp_min(
+                XI_MIN)
+        gain = lsa_gain(xi, g_n)
+        gains[..., n] = gain
+        prev = gain * gain * g_n
+    return gains
+
+
+def tracked(power: torch.Tensor, a: float = 0.9) -> torch.Tensor:
+    out = torch.empty_like(power)
+    acc = power.mean(-1)
+    for n in range(power.shape[-1]):
+        acc = a * acc + (1 - a) * power[..., n]
+        out[..., n] = acc
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clean-dir", required=True)
+    p.add_argument("--noise-dir", required=True)
+    p.add_argument("--exclude-speakers", default="", help="comma-separated file-name prefixes")
+    p.add_argument("--exclude-noises", default="", help="comma-separated noise file stems")
+    p.add_argument("--snrs", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0, 15.0])
+    p.add_argument("--max-seconds", type=float, default=3.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    drop_spk = tuple(s for s in args.exclude_speakers.split(",") if s)
+    drop_noise = {s for s in args.exclude_noises.split(",") if s}
+    speech = [Path(args.clean_dir) / f for f in list_audio_files(args.clean_dir)
+              if not (drop_spk and f.stem.startswith(drop_spk))]
+    noises = [Path(args.noise_dir) / f for f in list_audio_files(args.noise_dir)
+              if f.stem not in drop_noise]
+    rng = np.random.default_rng(args.seed)
+    limit = int(args.max_seconds * 16000)
+    estimators = ("estimated", "oracle static", "oracle tracking", "oracle tracking x2")
+    rows: list[dict] = []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        clean_audio = {f: read_mono(f, 16000)[:limit] for f in speech}
+        noise_audio = {f: read_mono(f, 16000) for f in noises}
+        for u, c in clean_audio.items():
+            for z, nz in noise_audio.items():
+                for snr in args.snrs:
+                    off = int(rng.integers(0, max(1, len(nz) - len(c))))
+                    seg = np.resize(nz[off:], len(c)).astype(np.float32)
+                    clean = torch.from_numpy(c)[None]
+                    noisy = mix_at_snr(clean, torch.from_numpy(seg)[None],
+                                       torch.tensor([snr]), torch.tensor([len(c)]))
+                    noise = noisy - clean
+                    spec = analyze(noisy, None, need_sorted=True)
+                    n_spec = dsp.stft(noise)
+                    n_power = n_spec.real.square() + n_spec.imag.square()
+                    q = quantile(spec, NOISE_QUANTILE)
+                    lambdas = {
+                        "estimated": q.square() / -math.log1p(-NOISE_QUANTILE),
+                        "oracle static": n_power.mean(-1, keepdim=True),
+                        "oracle tracking": tracked(n_power),
+                        "oracle tracking x2": 2.0 * tracked(n_power),
+                    }
+                    base = float(si_sdr(noisy, clean))
+                    row = {"utterance": u.stem, "noise": z.stem, "snr_db": snr}
+                    for name in estimators:
+                        y = synthesize(noisy, spec, lsa_with_noise(spec, lambdas[name]), None)
+                        row[name] = float(si_sdr(y, clean)) - base
+                    rows.append(row)
+    seconds = time.perf_counter() - start
+    table = []
+    for name in estimators:
+        gains = np.array([r[name] for r in rows])
+        entry = {"noise PSD": name, "mean SI-SDR gain (dB)": round(float(gains.mean()), 2)}
+        for snr in args.snrs:
+            sel = np.array([r["snr_db"] == snr for r in rows])
+            entry[f"{snr:+g} dB"] = round(float(gains[sel].mean()), 2)
+        table.append(entry)
+    text = markdown_table(table, list(table[0]))
+    print(f"{len(rows)} clips ({len(speech)} utterances x {len(noises)} noises x "
+          f"{len(args.snrs)} SNRs), {seconds:.0f} s")
+    print(text)
+    info = machine_info(torch.device("cpu"))
+    info.update(clips=len(rows), utterances=[f.stem for f in speech],
+                noises=[f.stem for f in noises], snrs=args.snrs, seconds=seconds,
+                command="python benchmarks/noise_psd_ceiling.py " + " ".join(
+                    argv if argv is not None else sys.argv[1:]))
+    write_results(args.json, {"info": info, "table": text, "rows": table, "clips": rows})
+    if args.json:
+        Path(args.json).with_suffix(".md").write_text(f"`{info['command']}`\n\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
