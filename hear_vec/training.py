@@ -38,7 +38,7 @@ from torch import Tensor
 
 from hear_vec import rng
 from hear_vec.agents import LEARNERS, make_config
-from hear_vec.agents.common import LearnerBase, NonFiniteLossError
+from hear_vec.agents.base import LearnerBase, NonFiniteLossError
 from hear_vec.atomic import atomic_write
 from hear_vec.checkpoint import (
     CHECKPOINT_FORMAT,
