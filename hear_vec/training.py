@@ -5,16 +5,36 @@ writes goes to ``log_dir``:
 
 - ``args.json``      the run's arguments;
 - ``split.json``     which speakers and noise recordings the train / validation parts hold;
-- ``checkpoint.pt``  learner (networks, optimizers, counters, RNG), observation normalizer,
-                     env RNG counter, evaluation history — written atomically at every
-                     evaluation and on Ctrl-C; ``--resume`` continues from it;
+- ``checkpoint.pt``  learner (networks, optimizers, counters, RNG, next observation and
+                     running episode sums), observation normalizer, the env's full episode
+                     state (``DenoiseEnv.state_dict``; single process only) and RNG counter,
+                     evaluation history — written atomically at every evaluation, at the end
+                     and on SIGINT / SIGTERM; ``--resume`` continues from it;
+- ``replay.pt``      SAC / TD3: the replay buffer and the global step it belongs to, written
+                     atomically just before ``checkpoint.pt`` (``save_replay=False``,
+                     ``--no-save-replay``: not written; a resume then refills the replay);
 - ``model.pt``       what inference needs (see :mod:`hear_vec.checkpoint`), at the end;
 - ``metrics.json``   logged scalars, evaluations and the final evaluation;
 - TensorBoard events (CleanRL names: charts/episodic_return, charts/SPS, losses/*, and
   eval/si_sdr_gain, eval/stoi_gain, eval/estoi_gain, eval/return).
 
+Resume: with one process and in-process envs, ``--resume`` is bit-exact on the CPU -- a run to
+N transitions then a resume to 2N ends exactly as a run straight to 2N (networks, optimizers,
+RNG, env state, next actions; ``tests/test_resume.py``). Checkpoints fall only between learner
+iterations (PPO: between rollout + update rounds, so no mid-rollout position exists; SAC/TD3:
+between vectorized steps). Not bit-exact: without ``replay.pt`` (or with one of another step),
+with several ranks or ``env_workers > 1`` (every row then starts a fresh episode from the saved
+draw counter), or from a checkpoint without ``env_state``.
+
+Signals: SIGINT and SIGTERM set a flag that the learner reads at its next iteration boundary
+(``hooks.should_stop``, reduced across ranks); the checkpoint is written there and
+:class:`TrainingInterrupted` raised (train.py: exit 130, one line). A second signal raises at
+once, wherever the run is -- a checkpoint being written is abandoned (atomic writes remove
+their temporary file) and the previous one stays.
+
 Evaluation runs the deterministic policy on the validation split on the same segments every
-time (the evaluation env's RNG counter is rewound), so successive evaluations are comparable.
+time (the evaluation env's RNG counter is rewound), so successive evaluations are comparable;
+it runs under a forked torch RNG, so evaluating never changes the training streams.
 The split (:func:`hear_vec.data.split_corpus`, seeded by the run's seed) holds out 10 % of the
 speakers — each utterance is its own speaker unless ``speaker_pattern`` / ``speaker_column``
 say otherwise — and, with ``holdout_noise_fraction`` / ``holdout_noises``, noise recordings

@@ -44,6 +44,11 @@ global grad-norm clipping. Target-KL early stopping stays on the device: once a 
 approximate KL exceeds ``target_kl`` a device flag drops to 0 for the rest of the rollout's
 update; the masked minibatches still run but step with zero learning rate and zero gradient
 (parameters unchanged; Adam's moments decay as for a zero gradient) -- no host branch.
+
+Loop (:meth:`PPO.train`): per iteration, collect ``rollout_steps`` steps of every env, GAE,
+``update_epochs`` passes of minibatches, then the hooks. Hooks (evaluation, checkpoints, a stop
+request) run only between iterations, so a checkpoint never falls inside a rollout and the
+rollout buffers need not be saved.
 """
 
 from __future__ import annotations
