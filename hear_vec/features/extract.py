@@ -327,13 +327,16 @@ def mel_features(spec: Tensor, lengths: Tensor | None = None, sample_rate: int =
 
 
 def features_from_stft(spec: Tensor, audio: Tensor, lengths: Tensor | None = None,
-                       sample_rate: int = 16000, fbank: Tensor | None = None) -> Tensor:
+                       sample_rate: int = 16000, fbank: Tensor | None = None, *,
+                       zero_padded: bool = False) -> Tensor:
     """All 133 features (order :data:`FEATURE_NAMES`) from audio and its existing STFT.
 
     spec:  (..., 513, 1 + time // 256) complex STFT of ``audio`` from :func:`hear_vec.dsp.stft`
            (n_fft 1024, hop 256, periodic Hann, centered zero pad) with samples beyond
            ``lengths`` zeroed before the transform, or its power |X|^2. Not recomputed.
     audio: (..., time) float; samples beyond ``lengths`` are ignored.
+    zero_padded: the caller promises ``audio`` is already zero beyond ``lengths`` (a masking
+           pass is skipped; the result is the same for such input).
     Returns (..., 133) in audio's dtype.
     """
     audio = check_audio("audio", audio)
@@ -351,14 +354,14 @@ def features_from_stft(spec: Tensor, audio: Tensor, lengths: Tensor | None = Non
                          f"{tuple(spec.shape)}")
     lengths = check_lengths(lengths, audio)
     sample_rate = _check_sample_rate(sample_rate)
-    return _features(spec, audio, lengths, sample_rate, fbank)
+    return _features(spec, audio, lengths, sample_rate, fbank, zero_padded)
 
 
 def _features(spec: Tensor | None, audio: Tensor, lengths: Tensor | None, sample_rate: int,
-              fbank: Tensor | None) -> Tensor:
+              fbank: Tensor | None, zero_padded: bool = False) -> Tensor:
     """Checked inputs -> (..., 133); takes the STFT of the masked audio when spec is None."""
     flat, lens = _flatten(audio, lengths)
-    if lengths is not None:
+    if lengths is not None and not zero_padded:
         flat = zero_beyond(flat, lens)
     if spec is None:
         spec = stft(flat)
