@@ -1,5 +1,11 @@
 """The one transition of the denoising environment, as pure functions (gymnax's shape).
 
+Why one module of ~400 lines: it is the env's pure transition function (params, state) ->
+state', in the order one step runs -- start / reset / observe / step -- over one state
+dataclass; this docstring is its specification. DenoiseEnv, the rollout and the vector
+wrappers are elsewhere (:mod:`hear_vec.env.denoise_env`, :mod:`hear_vec.env.rollout`,
+:mod:`hear_vec.env.vector`).
+
     state = reset(params, key)                          fresh episodes drawn from the corpus
     state = start(params, segments, key)                episodes on given audio (inference)
     obs   = observe(params, state)                      raw observation [B, D]
