@@ -142,6 +142,14 @@ def argv_of(args: argparse.Namespace) -> list[str]:
     return list(getattr(args, "_argv", []))
 
 
+def _loadavg() -> str:
+    """/proc/loadavg as it reads (the machine is shared: the load goes with every result)."""
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:  # pragma: no cover - non-Linux
+        return "n/a"
+
+
 def _worker_main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     args = build_parser().parse_args(spec["argv"])
@@ -176,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/throughput.py " + " ".join(shlex.quote(a) for a in argv)
     info = versions(args.device)
     info["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    info["loadavg_start"] = _loadavg()
     reference_runs = []
     if args.reference:
         print(f"timing the seed-style reference loop in {reference_processes(args)} "
@@ -211,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({best['env_steps_per_s']:,.0f} env-steps/s on {cores} core(s) at "
               f"num_envs={best['num_envs']} vs {reference['steps_per_s']:.1f} seed-style on "
               f"{reference['processes']} single-threaded process(es))", flush=True)
+    info["loadavg_end"] = _loadavg()
     body = render(args, command, info, results, reference)
     print()
     print(body)

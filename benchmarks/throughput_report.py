@@ -90,7 +90,10 @@ def render(args: argparse.Namespace, command: str, info: dict[str, Any],
         f"{args.methods or 'all five'}; compile "
         f"{args.compile}; cudagraphs {args.cudagraphs}"
         + (f"; {args.workers} single-threaded env worker processes in lockstep (SubprocEnv)"
-           if args.workers > 1 else "") + f". Measured {info.get('date')}.",
+           if args.workers > 1 else "") + f". Measured {info.get('date')}"
+        + (f" on a machine shared with other jobs (/proc/loadavg at start "
+           f"`{info['loadavg_start']}`, at end `{info.get('loadavg_end', '?')}`)"
+           if "loadavg_start" in info else "") + ".",
         "",
     ]
     ref_rate = reference["steps_per_s"] if reference else None
