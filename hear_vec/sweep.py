@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from hear_vec._text import first_line
-from hear_vec.agents.common import NonFiniteLossError
+from hear_vec.agents import NonFiniteLossError
 from hear_vec.checkpoint import CheckpointError
 from hear_vec.training import ALGOS, RunConfig, TrainingInterrupted, run
 

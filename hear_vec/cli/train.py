@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "keeps freed memory in the process: ~1.4x faster env steps)")
     g.add_argument("--resume", action="store_true",
                    help="continue from <log-dir>/checkpoint.pt")
+    g.add_argument("--no-save-replay", dest="save_replay", action="store_false", help="SAC/TD3: no replay.pt beside checkpoint.pt (huge replays); a resume refills the replay and is not bit-exact")  # noqa: E501
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
 
