@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from hear_vec._checks import check_audio, check_lengths, check_same_shape
-from hear_vec.cli.common import length_batches
+from hear_vec.batching import length_batches
 from hear_vec.metrics import si_sdr
 from hear_vec.ops import METHODS, denoise
 

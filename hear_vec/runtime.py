@@ -1,7 +1,11 @@
-"""Process-wide runtime tuning, opt-in: nothing in hear_vec calls this implicitly.
+"""Process-wide runtime tuning, opt-in: importing hear_vec (or any of its modules) changes
+no process-wide setting, and no library function calls this implicitly.
 
-:func:`tune_cpu_allocator` is called by ``train.py`` for CPU runs (``RunConfig.tune_cpu_allocator``,
-on by default; ``--no-tune-cpu-allocator`` turns it off) and by ``benchmarks/throughput.py``.
+:func:`tune_cpu_allocator` is called in exactly two places: :func:`hear_vec.training.run` on
+a CPU device when ``RunConfig.tune_cpu_allocator`` is True (the default; so ``train.py``,
+``python -m hear_vec.sweep`` and ``python -m hear_vec.demo`` on the CPU;
+``--no-tune-cpu-allocator`` turns it off), and ``benchmarks/throughput.py`` (CPU runs, as
+train.py does). It changes glibc malloc thresholds only -- no result, only speed.
 """
 
 from __future__ import annotations

@@ -68,7 +68,6 @@ from hear_vec.checkpoint import (
     model_payload,
     save_atomic,
 )
-from hear_vec.cli.common import resolve_device
 from hear_vec.data import (
     Corpus,
     CorpusSplit,
@@ -81,6 +80,7 @@ from hear_vec.data import (
 )
 from hear_vec.data.randomize import KNOBS
 from hear_vec.data.splits import exclude
+from hear_vec.devices import resolve_device
 from hear_vec.env import DenoiseEnv
 from hear_vec.env.rollout import run_episodes
 from hear_vec.env.transition import STOP

@@ -8,7 +8,7 @@ For every column c = (row, bin), independently, over frames n = 0 .. N-1:
     G_n  = min(1, r exp(E1(min(v, 50)) / 2)),  prev_n = G_n^2 gamma_n
 
 with E1 the power series (v <= 1) or Abramowitz & Stegun 5.1.56 (v > 1), as
-:func:`hear_vec.ops.mmse_lsa.exp1`. Inputs gamma, wet (N, R, F) contiguous, alpha (R, 1);
+:func:`hear_vec.ops.lsa_gain.exp1`. Inputs gamma, wet (N, R, F) contiguous, alpha (R, 1);
 output gains (N, R, F).
 
 Torch (reference, CPU and fallback): :func:`lsa_recursion_reference` -- the engine's own
@@ -44,8 +44,8 @@ def _check(gamma: Tensor, wet: Tensor, alpha: Tensor) -> None:
 
 
 def lsa_recursion_reference(gamma: Tensor, wet: Tensor, alpha: Tensor) -> Tensor:
-    """Pure-torch reference: ``hear_vec.ops.mmse_lsa._recursion`` (the engine's own loop)."""
-    from hear_vec.ops.mmse_lsa import _recursion
+    """Pure-torch reference: ``hear_vec.ops.lsa_gain._recursion`` (the engine's own loop)."""
+    from hear_vec.ops.lsa_gain import _recursion
 
     _check(gamma, wet, alpha)
     return _recursion(gamma, wet, alpha)

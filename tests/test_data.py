@@ -17,6 +17,7 @@ import torch
 
 from hear_vec import rng
 from hear_vec.audio_io import AudioReadError, list_audio_files, read_audio, write_audio_atomic
+from hear_vec.cli.data_demo import main as demo_main
 from hear_vec.data import (
     DEFAULT_TAIL,
     NOISE_FAMILIES,
@@ -28,7 +29,6 @@ from hear_vec.data import (
     load_corpus,
     synthesize_speech,
 )
-from hear_vec.data.demo import main as demo_main
 from hear_vec.data.demo import write_demo_corpus
 from tests.conftest import DEVICES
 

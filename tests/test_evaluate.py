@@ -18,11 +18,11 @@ from hear_vec.baselines import (
     grid_search_fixed_chain,
     knob_grid,
 )
-from hear_vec.evaluate import main as evaluate_main
+from hear_vec.cli.evaluate import main as evaluate_main
+from hear_vec.cli.features import main as features_main
+from hear_vec.cli.features import seed_feature_names
 from hear_vec.evaluate import select_utterances, snr_groups
 from hear_vec.features import FEATURE_NAMES, extract_features
-from hear_vec.features.__main__ import main as features_main
-from hear_vec.features.__main__ import seed_feature_names
 from hear_vec.metrics import si_sdr
 from hear_vec.ops import METHODS, denoise
 from tests import model_fixtures as mf

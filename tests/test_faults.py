@@ -30,10 +30,10 @@ from hear_vec.checkpoint import (
     load_file,
     save_atomic,
 )
+from hear_vec.cli.evaluate import main as evaluate_main
 from hear_vec.cli.infer import main as infer_main
 from hear_vec.cli.train import main as train_main
 from hear_vec.data.demo import write_demo_corpus
-from hear_vec.evaluate import main as evaluate_main
 from tests import model_fixtures as mf
 from tests.model_fixtures import write_clip
 

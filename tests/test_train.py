@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from hear_vec.checkpoint import CHECKPOINT_FORMAT, MODEL_FORMAT, load_file
+from hear_vec.cli.sweep import main as sweep_main
 from hear_vec.cli.train import main as train_main
 from hear_vec.data.demo import write_demo_corpus
 from hear_vec.inference import DenoisingAgent
-from hear_vec.sweep import main as sweep_main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,12 +25,12 @@ from hear_vec.data.bank import (
     snr_gain,
 )
 from hear_vec.data.files import (
-    load_corpus,
     load_meta_csv,
     load_mixing_folders,
     load_pair_folder,
     read_mono,
 )
+from hear_vec.data.loading import load_corpus
 from hear_vec.data.multi import BABBLE, PAIRED, DrawInfo, MultiSourceCorpus
 from hear_vec.data.randomize import (
     PRESETS,

@@ -1,5 +1,12 @@
 """One corpus over several speech and noise sources, drawn with domain randomization.
 
+Why one module of ~420 lines: it is one class, :class:`MultiSourceCorpus`, whose draw is a
+single static-shape function over state its constructor lays out (the banks, the tick tables,
+the per-source ids); the weighted choice and the randomization hooks are a few lines each and
+exist only for it. Split, the draw's invariants (which random column feeds what, row b depends
+only on (key, b)) would span files; the per-source loaders live in
+:mod:`hear_vec.data.sources` and the randomization in :mod:`hear_vec.data.randomize`.
+
 :class:`MultiSourceCorpus` keeps ALL speech of every speech source in one plain bank (clean
 items; paired sources also their recorded noisy items) and ALL noise of every noise source in
 one wrapped bank, with a source id per utterance and per noise item. A draw keeps the contract

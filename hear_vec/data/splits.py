@@ -33,12 +33,16 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from hear_vec import rng
 from hear_vec.audio_io import AUDIO_EXTENSIONS
-from hear_vec.data.bank import Corpus, CorpusError
+from hear_vec.data.storage import CorpusError
+
+if TYPE_CHECKING:  # Corpus.split imports this module: no runtime import back
+    from hear_vec.data.bank import Corpus
 
 __all__ = ["CorpusSplit", "split_corpus", "speaker_labels", "exclude"]
 

@@ -10,14 +10,11 @@ exactly as its unpadded self. For full-length rows it equals ``torch.istft``.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 from torch import Tensor
 
 __all__ = ["N_FFT", "HOP_LENGTH", "stft", "istft", "num_frames", "frame_mask", "time_mask",
-           "zero_beyond", "inputs_zero_beyond_lengths"]
+           "zero_beyond"]
 
 N_FFT = 1024
 HOP_LENGTH = 256
@@ -31,27 +28,10 @@ def time_mask(lengths: Tensor | None, time: int, like: Tensor) -> Tensor:
     return idx < lengths.unsqueeze(-1)
 
 
-_ZERO_BEYOND = 0  # > 0 inside ``inputs_zero_beyond_lengths()``
-
-
-@contextlib.contextmanager
-def inputs_zero_beyond_lengths() -> Iterator[None]:
-    """Promise, for the block, that every audio tensor handed to hear_vec's functions is
-    already zero beyond its row's ``lengths``: :func:`zero_beyond` then skips its masking
-    pass. DenoiseEnv steps inside it (its segments and the denoisers' outputs are zero there);
-    audio with anything beyond ``lengths`` gives wrong results in it. Not thread-safe."""
-    global _ZERO_BEYOND
-    _ZERO_BEYOND += 1
-    try:
-        yield
-    finally:
-        _ZERO_BEYOND -= 1
-
-
 def zero_beyond(x: Tensor, lengths: Tensor | None) -> Tensor:
-    """x (B, T) with samples beyond ``lengths`` (B,) set to 0 (x itself when lengths is None
-    or inside :func:`inputs_zero_beyond_lengths`)."""
-    if lengths is None or _ZERO_BEYOND:
+    """x (B, T) with samples beyond ``lengths`` (B,) set to 0 (x itself when lengths is None).
+    Functions that call it take ``zero_padded=True`` from callers whose audio already is."""
+    if lengths is None:
         return x
     return torch.where(time_mask(lengths, x.shape[-1], x), x, 0.0)
 

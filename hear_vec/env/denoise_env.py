@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hear_vec import dsp, rng
+from hear_vec import rng
 from hear_vec.data import Corpus, Segments, load_corpus
 from hear_vec.env import transition
 from hear_vec.env.observation import RunningNormalizer
@@ -191,8 +191,7 @@ class DenoiseEnv:
                 return transition.reset(params, key, counter)
 
             self._reset_fn = self._maybe_compile(reset_fn)
-        with dsp.inputs_zero_beyond_lengths():
-            state = self._reset_fn(self.key, counter)
+        state = self._reset_fn(self.key, counter)
         if stats is not None:
             state.stats = stats
         self.state = state
@@ -229,9 +228,8 @@ class DenoiseEnv:
             raise ValueError(f"action must be a tensor of shape ({self.num_envs}, 4), got {shape}")
         action = action.to(self.device)
         flags = self._next_flags()
-        with dsp.inputs_zero_beyond_lengths():  # segments and denoised audio are zero there
-            self.state, obs, reward, terminated, truncated, info = self._step_fn(*flags)(
-                self.state, action)
+        self.state, obs, reward, terminated, truncated, info = self._step_fn(*flags)(
+            self.state, action)
         self._advance_clock(flags)
         return obs, reward, terminated, truncated, info
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hear_vec import dsp
 from hear_vec.data import Segments
 from hear_vec.env import transition
 from hear_vec.env.observation import RunningNormalizer
@@ -52,26 +51,25 @@ def run_episodes(params: EnvParams, segments: Segments,
     """
     rows = segments.noisy.shape[0]
     params = dataclasses.replace(params, num_envs=rows, corpus=None, autoreset=False)
-    with dsp.inputs_zero_beyond_lengths():  # start() zeroes the padding, denoise keeps it 0
-        state = transition.start(params, segments)
-        device = state.current.device
-        steps = params.max_steps
-        methods = torch.full((rows, steps), -1, dtype=torch.long, device=device)
-        knobs = torch.zeros(rows, steps, 3, dtype=state.current.dtype, device=device)
-        rewards = torch.zeros(rows, steps, dtype=state.current.dtype, device=device)
-        observations: list[Tensor] | None = [] if record else None
-        outputs: list[Tensor] | None = [] if record else None
-        for t in range(steps):
-            obs = normalizer.normalize(transition.observe(params, state))
-            action = policy(obs)
-            active = ~state.done
-            state, _, reward, _, _, info = transition.step(params, state, action)
-            methods[:, t] = torch.where(active, info["method"], -1)
-            knobs[:, t] = torch.where(active.unsqueeze(-1), info["knobs"], 0.0)
-            rewards[:, t] = reward
-            if record:
-                observations.append(obs)
-                outputs.append(state.current)
-            if stop_early and t + 1 < steps and bool(state.done.all()):
-                break
+    state = transition.start(params, segments)
+    device = state.current.device
+    steps = params.max_steps
+    methods = torch.full((rows, steps), -1, dtype=torch.long, device=device)
+    knobs = torch.zeros(rows, steps, 3, dtype=state.current.dtype, device=device)
+    rewards = torch.zeros(rows, steps, dtype=state.current.dtype, device=device)
+    observations: list[Tensor] | None = [] if record else None
+    outputs: list[Tensor] | None = [] if record else None
+    for t in range(steps):
+        obs = normalizer.normalize(transition.observe(params, state))
+        action = policy(obs)
+        active = ~state.done
+        state, _, reward, _, _, info = transition.step(params, state, action)
+        methods[:, t] = torch.where(active, info["method"], -1)
+        knobs[:, t] = torch.where(active.unsqueeze(-1), info["knobs"], 0.0)
+        rewards[:, t] = reward
+        if record:
+            observations.append(obs)
+            outputs.append(state.current)
+        if stop_early and t + 1 < steps and bool(state.done.all()):
+            break
     return Rollout(state, methods, knobs, rewards, observations, outputs)

@@ -1,5 +1,11 @@
 """The one transition of the denoising environment, as pure functions (gymnax's shape).
 
+Why one module of ~400 lines: it is the env's pure transition function (params, state) ->
+state', in the order one step runs -- start / reset / observe / step -- over one state
+dataclass; this docstring is its specification. DenoiseEnv, the rollout and the vector
+wrappers are elsewhere (:mod:`hear_vec.env.denoise_env`, :mod:`hear_vec.env.rollout`,
+:mod:`hear_vec.env.vector`).
+
     state = reset(params, key)                          fresh episodes drawn from the corpus
     state = start(params, segments, key)                episodes on given audio (inference)
     obs   = observe(params, state)                      raw observation [B, D]
@@ -43,6 +49,11 @@ that terminated stay as they were (``state.done``) for the remaining steps.
 Work shared across an episode's steps is kept in the state: the clean side of STOI / ESTOI and
 of SI-SDR (fixed per episode), the features of the noisy and the current audio, and the STFT of
 the current audio (taken once per step for the features and reused by the next denoiser).
+
+Zero padding: every audio tensor of the state is zero beyond ``lengths`` (:func:`start` zeroes
+the padding of the segments, the denoisers return zeros there), so the calls into ops, features
+and metrics pass ``zero_padded=True`` and skip their masking passes (same results; an explicit
+argument, not a process-wide switch).
 """
 
 from __future__ import annotations
@@ -215,7 +226,7 @@ def _quality_scores(params: EnvParams, quality: StoiReference, audio: Tensor, ze
     is not measured."""
     value, extended = stoi_from_reference(quality, audio, params.sample_rate,
                                           standard=params.measure_stoi,
-                                          extended=params.measure_estoi)
+                                          extended=params.measure_estoi, zero_padded=True)
     return (zeros if value is None else value), (zeros if extended is None else extended)
 
 
@@ -223,7 +234,7 @@ def _analysis(params: EnvParams, audio: Tensor, lengths: Tensor) -> tuple[Tensor
     """(STFT, power, F features) of audio that is zero beyond lengths."""
     spec = dsp.stft(audio)
     power = spec.real.square() + spec.imag.square()
-    features = features_from_stft(power, audio, lengths, params.sample_rate)
+    features = features_from_stft(power, audio, lengths, params.sample_rate, zero_padded=True)
     if params.floor_features:
         features = torch.cat([features, floor_features(power, lengths, params.sample_rate)], -1)
     return spec, power, features
@@ -250,11 +261,12 @@ def start(params: EnvParams, segments: Segments, key: Tensor | None = None,
         if clean is None:
             raise ValueError("scoring episodes (EnvParams.score) needs clean segments")
         clean = torch.where(valid, clean.to(noisy.dtype), 0.0)
-        si_ref = si_sdr_reference(clean, lengths)
-        si0 = si_sdr_from_reference(si_ref, noisy, lengths)
+        si_ref = si_sdr_reference(clean, lengths, zero_padded=True)
+        si0 = si_sdr_from_reference(si_ref, noisy, lengths, zero_padded=True)
         if params.quality:
             quality = stoi_reference(clean, params.sample_rate, lengths,
-                                     standard=params.measure_stoi, extended=params.measure_estoi)
+                                     standard=params.measure_stoi, extended=params.measure_estoi,
+                                     zero_padded=True)
             stoi0, estoi0 = _quality_scores(params, quality, noisy, zeros)
     else:
         clean = torch.zeros_like(noisy)
@@ -320,13 +332,13 @@ def step(params: EnvParams, state: EnvState, action: Tensor, *, may_finish: bool
     # a stopping row runs a denoiser at strength 0 (the identity) to keep shapes static
     method = chosen.clamp_max(len(METHODS) - 1)
     denoised = denoise(state.current, method, torch.where(stop_col, 0.0, knobs), state.lengths,
-                       spec=state.spec, power=state.power)
+                       spec=state.spec, power=state.power, zero_padded=True)
     current = torch.where(stop_col, state.current, denoised)
     step_count = state.step + 1
     terminated = (step_count >= params.max_steps) | stop
     zeros = torch.zeros_like(state.si_sdr)
     if params.score:
-        si = si_sdr_from_reference(state.si_ref, current, state.lengths)
+        si = si_sdr_from_reference(state.si_ref, current, state.lengths, zero_padded=True)
         reward = (si - state.si_sdr) / params.reward_scale
     else:
         si, reward = zeros, zeros

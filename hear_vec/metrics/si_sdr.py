@@ -51,13 +51,14 @@ def si_sdr(estimate: Tensor, reference: Tensor, lengths: Tensor | None = None) -
     return 10 * torch.log10(val)
 
 
-def _zero_mean(x: Tensor, lengths: Tensor | None) -> Tensor:
+def _zero_mean(x: Tensor, lengths: Tensor | None, zero_padded: bool = False) -> Tensor:
     """x (..., time) minus its mean over each row's first ``lengths`` (...,) samples, zero
-    beyond them (whatever x holds there); x minus its mean when lengths is None."""
+    beyond them (whatever x holds there); x minus its mean when lengths is None.
+    ``zero_padded``: x is already zero beyond lengths (the sum needs no masking)."""
     if lengths is None:
         return x - x.mean(dim=-1, keepdim=True)
     count = lengths.clamp_min(1).to(x.dtype).unsqueeze(-1)
-    mean = zero_beyond(x, lengths).sum(-1, keepdim=True) / count
+    mean = (x if zero_padded else zero_beyond(x, lengths)).sum(-1, keepdim=True) / count
     return torch.where(time_mask(lengths, x.shape[-1], x), x - mean, 0.0)
 
 
@@ -70,22 +71,27 @@ class SiSdrReference(NamedTuple):
     energy: Tensor
 
 
-def si_sdr_reference(reference: Tensor, lengths: Tensor | None = None) -> SiSdrReference:
-    """:class:`SiSdrReference` of ``reference`` (..., time) (rows flattened)."""
+def si_sdr_reference(reference: Tensor, lengths: Tensor | None = None, *,
+                     zero_padded: bool = False) -> SiSdrReference:
+    """:class:`SiSdrReference` of ``reference`` (..., time) (rows flattened).
+    ``zero_padded=True``: the caller promises ``reference`` is already zero beyond
+    ``lengths`` (a masking pass is skipped; the result is the same for such input)."""
     reference = check_audio("reference", reference)
     lengths = check_lengths(lengths, reference)
     time = reference.shape[-1]
     ref = reference.reshape(-1, time)
     eps = torch.finfo(ref.dtype).eps
-    target = _zero_mean(ref, None if lengths is None else lengths.reshape(-1))
+    target = _zero_mean(ref, None if lengths is None else lengths.reshape(-1), zero_padded)
     return SiSdrReference(target, target.square().sum(-1, keepdim=True) + eps)
 
 
 def si_sdr_from_reference(reference: SiSdrReference, estimate: Tensor,
-                          lengths: Tensor | None = None) -> Tensor:
+                          lengths: Tensor | None = None, *, zero_padded: bool = False) -> Tensor:
     """SI-SDR of ``estimate`` (..., time) against a :func:`si_sdr_reference` of the same rows
     and lengths; (...,) in dB. The formula of :func:`si_sdr`, with ||alpha s||^2 taken as
-    alpha^2 <s, s> (equal up to rounding): the reference side is not recomputed."""
+    alpha^2 <s, s> (equal up to rounding): the reference side is not recomputed.
+    ``zero_padded=True``: ``estimate`` is already zero beyond ``lengths`` (see
+    :func:`si_sdr_reference`)."""
     estimate = check_audio("estimate", estimate)
     lengths = check_lengths(lengths, estimate)
     time = estimate.shape[-1]
@@ -95,7 +101,7 @@ def si_sdr_from_reference(reference: SiSdrReference, estimate: Tensor,
                          f"reference's {tuple(reference.target.shape)} "
                          f"{reference.target.dtype}")
     eps = torch.finfo(est.dtype).eps
-    preds = _zero_mean(est, None if lengths is None else lengths.reshape(-1))
+    preds = _zero_mean(est, None if lengths is None else lengths.reshape(-1), zero_padded)
     target = reference.target
     energy = reference.energy - eps  # <s, s>
     alpha = ((preds * target).sum(-1, keepdim=True) + eps) / reference.energy

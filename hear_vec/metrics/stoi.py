@@ -47,188 +47,46 @@ intermediates: the 512-point frames and their spectrum, about 0.65 MB per 2-s ro
 The segment statistics run on contiguous (rows, 15, J, 30) copies of the segments, rows in
 chunks so that no intermediate exceeds 2^24 elements (all rows at once up to ~300 rows of
 2 s, then chunks); the reference keeps three such tensors per row (~0.7 MB per 2-s row).
+
+Modules: this one holds the public API, the clean-side reference (step 2's frame decision and
+the clean segment statistics) and the scoring of processed rows against it;
+:mod:`hear_vec.metrics.stoi_core` the equations of each step; :mod:`hear_vec.metrics.stoi_tables`
+the constants and cached tables.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-from typing import NamedTuple
-
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from hear_vec import _kernels
 from hear_vec._checks import check_audio, check_lengths, check_same_shape
-from hear_vec.dsp import zero_beyond
+from hear_vec.metrics.stoi_core import (
+    StoiReference,
+    _bands,
+    _blocks_10k,
+    _clean_stoi,
+    _clean_unit,
+    _layout,
+    _resample,  # noqa: F401  (tests and tools reach it as hear_vec.metrics.stoi._resample)
+    _resample_dims,
+    _segment_estoi,
+    _segment_stoi,
+    _table,
+)
+from hear_vec.metrics.stoi_tables import (
+    DYN_RANGE,
+    EPS,
+    FS,
+    HOP,
+    N_FRAME,
+    NUMBAND,
+    N,
+)
 
 __all__ = ["stoi", "stoi_reference", "stoi_from_reference", "StoiReference"]
 
-FS = 10000  # internal sampling rate (Hz)
-N_FRAME = 256  # window support (samples at 10 kHz)
-HOP = N_FRAME // 2  # hop of the silence frames and of the STFT
-NFFT = 512  # FFT size
-NUMBAND = 15  # number of third-octave bands
-MINFREQ = 150  # centre frequency of the first band (Hz)
-N = 30  # frames per intermediate-intelligibility segment
-BETA = -15.0  # lower SDR bound (dB)
-DYN_RANGE = 40  # speech dynamic range (dB) for silent-frame removal
-EPS = float(np.finfo("float").eps)  # pystoi's EPS (float64 eps), also used for float32
-CLIP = 1.0 + 10 ** (-BETA / 20)  # y' <= x * (1 + 10^(-BETA/20))
-
-
-# ---------------------------------------------------------------------------------------------
-# constant tables (numpy, built once)
-
-
-@functools.cache
-def _resample_plan(sample_rate: int) -> tuple[int, int, int, np.ndarray]:
-    """Polyphase form of pystoi's ``resample_oct(x, FS, sample_rate)``.
-
-    Returns (up, down, c_min, W) with W of shape (up, K) such that
-    y[up*a + b] = sum_k x[down*a + c_min + k] * W[b, k] (x zero outside the row).
-    """
-    g = math.gcd(FS, sample_rate)
-    up, down = FS // g, sample_rate // g
-    # pystoi utils._resample_window_oct: Kaiser-windowed ideal low-pass, normalized to sum 1
-    stopband_cutoff_f = 1.0 / (2 * max(up, down))
-    roll_off_width = stopband_cutoff_f / 10
-    rejection_db = 60.0  # -20 * log10_rejection with log10_rejection = -3
-    half_len = math.ceil((rejection_db - 8) / (28.714 * roll_off_width))
-    t = np.arange(-half_len, half_len + 1)
-    ideal = 2 * up * stopband_cutoff_f * np.sinc(2 * stopband_cutoff_f * t)
-    beta = 0.1102 * (rejection_db - 8.7)  # rejection > 50 dB
-    h = np.kaiser(2 * half_len + 1, beta) * ideal
-    h = h / np.sum(h)
-    # scipy.signal.resample_poly: h *= up, pre-pad so output samples sit at the centre
-    h = h * up
-    n_pre_pad = down - half_len % down
-    n_pre_remove = (half_len + n_pre_pad) // down
-    # output y[m] = sum_i x[i] hp[(m + n_pre_remove)*down - i*up], hp[u] = h[u - n_pre_pad]
-    bases = [(b + n_pre_remove) * down - n_pre_pad for b in range(up)]
-    c_min = min(-((len(h) - 1 - base) // up) for base in bases)  # ceil((base - len + 1)/up)
-    c_max = max(base // up for base in bases)
-    k = np.arange(c_max - c_min + 1)
-    u = np.array(bases)[:, None] - (k[None, :] + c_min) * up  # (up, K) filter indices
-    valid = (u >= 0) & (u < len(h))
-    w = np.where(valid, h[np.clip(u, 0, len(h) - 1)], 0.0)
-    return up, down, c_min, w
-
-
-def _band_edges() -> tuple[tuple[int, int], ...]:
-    """pystoi utils.thirdoct(FS, NFFT, NUMBAND, MINFREQ) as (first, last + 1) FFT bins."""
-    f = np.linspace(0, FS, NFFT + 1)[: NFFT // 2 + 1]
-    k = np.arange(NUMBAND).astype(float)
-    freq_low = MINFREQ * np.power(2.0, (2 * k - 1) / 6)
-    freq_high = MINFREQ * np.power(2.0, (2 * k + 1) / 6)
-    edges = []
-    for i in range(NUMBAND):
-        lo = int(np.argmin(np.square(f - freq_low[i])))
-        hi = int(np.argmin(np.square(f - freq_high[i])))
-        edges.append((lo, hi))
-    return tuple(edges)
-
-
-def _hanning() -> np.ndarray:
-    """np.hanning(N_FRAME + 2)[1:-1] (= Matlab's hanning(N_FRAME))."""
-    return np.hanning(N_FRAME + 2)[1:-1]
-
-
-BAND_EDGES = _band_edges()
-HANNING = _hanning()
-_MAX_PHASE_LOOP = 32  # the FFT resampler is used up to this many input phases
 _CHUNK_ELEMENTS = 1 << 24  # bound on the elements of one segment-statistics intermediate
-_TABLES: dict[tuple, Tensor] = {}
-
-
-# Under torch.compile, the functions marked assume_constant_result run once at trace time and
-# their (plain Python) results become constants of the graph: the numpy filter design is
-# never traced into it.
-
-
-@torch.compiler.assume_constant_result
-def _resample_dims(sample_rate: int) -> tuple[int, int, int, int]:
-    """(up, down, c_min, taps) of :func:`_resample_plan`."""
-    up, down, c_min, w = _resample_plan(sample_rate)
-    return up, down, c_min, w.shape[1]
-
-
-@torch.compiler.assume_constant_result
-def _table_values(name: str) -> tuple:
-    """A constant table as nested tuples of floats.
-
-    ``hanning``: hanning(258)[1:-1];
-    ``resample_w:<rate>``: the polyphase filter W (up, 1, K);
-    ``resample_v:<rate>``: W split into input phases, v[b, r, k'] = W[b, down k' + r],
-    reversed along k' (up, down, K')."""
-    kind, _, rate = name.partition(":")
-    if kind == "hanning":
-        array = HANNING
-    else:
-        up, down, _, w = _resample_plan(int(rate))
-        if kind == "resample_w":
-            array = w[:, None, :]
-        else:
-            taps_p = -(-w.shape[1] // down)
-            w_pad = np.zeros((up, down * taps_p))
-            w_pad[:, : w.shape[1]] = w
-            array = w_pad.reshape(up, taps_p, down).transpose(0, 2, 1)[:, :, ::-1]
-    return tuple(array.tolist())
-
-
-def _table(name: str, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """The table ``name`` (see :func:`_table_values`) on ``device`` / ``dtype``, cached."""
-    key = (name, device, dtype)
-    table = _TABLES.get(key)
-    if table is None:
-        table = torch.tensor(_table_values(name), dtype=dtype, device=device)
-        _TABLES[key] = table
-    return table
-
-
-# ---------------------------------------------------------------------------------------------
-# steps
-
-
-def _resample(x: Tensor, sample_rate: int, method: str | None = None) -> Tensor:
-    """Resample rows of x (R, T) from ``sample_rate`` to FS -> (R, ceil(T*up/down)).
-
-    Samples beyond a row's own length must be zero; outputs up to ceil(L*up/down) then equal
-    the resampled unpadded row. ``method`` ("conv" or "fft") overrides the automatic choice.
-    """
-    up, down, c_min, taps = _resample_dims(sample_rate)
-    rows, time = x.shape
-    n_out = -(-time * up // down)
-    n_blocks = -(-n_out // up)  # a: outputs per phase
-    if method is None:
-        cpu32 = x.device.type == "cpu" and x.dtype == torch.float32
-        method = "conv" if (cpu32 or down > _MAX_PHASE_LOOP) else "fft"
-    if method == "conv":
-        need = down * (n_blocks - 1) + taps
-        xp = F.pad(x, (-c_min, max(0, need - time + c_min)))
-        if x.device.type != "cpu":  # GPU convolutions may run in TF32: use float64 there
-            xp = xp.double()
-        w = _table(f"resample_w:{sample_rate}", xp.device, xp.dtype)  # (up, 1, K)
-        y = F.conv1d(xp.unsqueeze(1), w, stride=down)[..., :n_blocks].to(x.dtype)  # (R, up, A)
-    elif method == "fft":
-        # split the taps and the input into ``down`` phases, k = down k' + r: a sum over r of
-        # correlations with v[b, r, k'] = W[b, down k' + r], done as FFT convolutions
-        taps_p = -(-taps // down)
-        length_in = n_blocks + taps_p - 1  # input samples per phase
-        nfft = -(-length_in // 512) * 512  # no wrap-around on the outputs we keep
-        xp = F.pad(x, (-c_min, down * length_in - time + c_min))
-        phases = xp.reshape(rows, length_in, down).transpose(1, 2)  # (R, down, A + K' - 1)
-        spec_x = torch.fft.rfft(phases, n=nfft)  # (R, down, nfft/2 + 1)
-        spec_v = torch.fft.rfft(_table(f"resample_v:{sample_rate}", x.device, x.dtype), n=nfft)
-        acc = spec_x[:, 0:1] * spec_v[:, 0]
-        for r in range(1, down):  # static loop over the (at most _MAX_PHASE_LOOP) input phases
-            acc = acc + spec_x[:, r:r + 1] * spec_v[:, r]
-        y = torch.fft.irfft(acc, n=nfft)[..., taps_p - 1:taps_p - 1 + n_blocks]  # (R, up, A)
-    else:
-        raise ValueError(f"unknown resampling method {method!r}")
-    return y.transpose(1, 2).reshape(rows, up * n_blocks)[:, :n_out]
 
 
 def _row_chunks(rows: int, elements_per_row: int) -> list[slice]:
@@ -238,166 +96,9 @@ def _row_chunks(rows: int, elements_per_row: int) -> list[slice]:
     return [slice(r, r + size) for r in range(0, rows, size)]
 
 
-class StoiReference(NamedTuple):
-    """Everything STOI / ESTOI need from the clean signal, computed once and reused for any
-    number of processed signals of the same rows (e.g. every step of an episode, whose clean
-    reference is fixed). Rows are flattened (B = prod of the batch shape); all tensors are on
-    the clean signal's device.
-
-    lengths: (B,) valid samples at the input rate; first, second: (B, Fs + 1) block indices
-    of the silent-frame overlap-add (which 128-sample blocks make each output block; the kept
-    frames are decided by the clean signal alone); n_stft: (B,) STFT frames M = K - 1 left;
-    tob: (B, 15, M') clean third-octave band magnitudes (M' >= 30 frames);
-    STOI (empty along dim 1 when not built): norm, spread: (B, 15, J) per band and segment
-    ||x|| and ||x - mean(x)|| + EPS; centered: (B, 15, J, 30) x - mean(x); bound:
-    (B, 15, J, 30) the clipping bound (1 + 10^(-BETA/20)) x;
-    ESTOI: unit (B, 15, J, 30) the clean segments normalized along time, then along the bands
-    (x~ scaled by its column norm; empty along dim 1 when not built).
-    Segment tensors are contiguous copies: the per-step arithmetic then runs on dense memory
-    (~4x faster on the CPU than on overlapping ``unfold`` views), at 3 x 225 KB per 2-s row.
-    """
-
-    lengths: Tensor
-    first: Tensor
-    second: Tensor
-    n_stft: Tensor
-    tob: Tensor
-    norm: Tensor
-    spread: Tensor
-    centered: Tensor
-    bound: Tensor
-    unit: Tensor
-
-
-def _layout(time: int, sample_rate: int) -> tuple[int, int, int]:
-    """Static sizes for rows of ``time`` samples: (length at 10 kHz, silence frames Fs,
-    128-sample blocks incl. one trailing zero block)."""
-    if sample_rate != FS:
-        up, down = _resample_dims(sample_rate)[:2]
-        length10 = -(-time * up // down)
-    else:
-        length10 = time
-    frames_static = max((length10 - (N_FRAME - HOP + 1)) // HOP, 1)
-    n_blocks = max(-(-length10 // HOP), frames_static + 1) + 1  # the last block is all zero
-    return length10, frames_static, n_blocks
-
-
-def _blocks_10k(audio: Tensor, lengths: Tensor, sample_rate: int, ragged: bool,
-                resample_method: str | None) -> Tensor:
-    """Step 1 for one signal: (B, T) -> the 10-kHz signal in blocks of HOP samples
-    (B, n_blocks, 128), zero beyond each row's n10 = ceil(L up / down) samples."""
-    batch, time = audio.shape
-    device = audio.device
-    if ragged:
-        audio = zero_beyond(audio, lengths)
-    if sample_rate != FS:
-        up, down = _resample_dims(sample_rate)[:2]
-        audio = _resample(audio, sample_rate, resample_method)
-        if ragged:
-            n10 = (lengths * up + down - 1) // down
-            audio = torch.where(torch.arange(audio.shape[-1], device=device) < n10.unsqueeze(-1),
-                                audio, 0.0)
-    length10, _, n_blocks = _layout(time, sample_rate)
-    return F.pad(audio, (0, n_blocks * HOP - length10)).reshape(batch, n_blocks, HOP)
-
-
-def _bands(blocks: Tensor, first: Tensor, second: Tensor, time: int, sample_rate: int
-           ) -> Tensor:
-    """Steps 2b-4 for one signal -> (B, 15, M'), at least N frames."""
-    frames_static = _layout(time, sample_rate)[1]
-    tob = _third_octave_bands(blocks, first, second, max(frames_static - 1, 1))
-    if tob.shape[-1] < N:  # at least N frames so that segments exist
-        tob = F.pad(tob, (0, N - tob.shape[-1]))
-    return tob
-
-
-def _segments(tob: Tensor) -> Tensor:
-    """(..., 15, M) -> contiguous (..., 15, J, N): segment j = frames j .. j + N - 1."""
-    return tob.unfold(-1, N, 1).contiguous()
-
-
-def _window_sum(t: Tensor) -> Tensor:
-    """Sums over every segment's N frames, (..., M) -> (..., J), on the ``unfold`` view."""
-    return t.unfold(-1, N, 1).sum(-1)
-
-
-def _eager(x: Tensor) -> bool:
-    """In-place updates of fresh intermediates are safe (no autograd, no tracing)."""
-    return not (x.requires_grad or torch.compiler.is_compiling())
-
-
-def _clean_stoi(tob: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(norm, spread (B, 15, J), centered, bound (B, 15, J, N)) of the clean bands (B, 15, M)."""
-    seg = _segments(tob)
-    norm = _window_sum(tob.square()).sqrt()
-    centered = seg - (_window_sum(tob) / N).unsqueeze(-1)
-    spread = torch.linalg.vector_norm(centered, dim=-1) + EPS
-    return norm, spread, centered, seg.mul_(CLIP) if _eager(seg) else seg * CLIP
-
-
-def _segment_stoi(ref: StoiReference, tob: Tensor) -> Tensor:
-    """STOI correlations of every segment, summed over the bands -> (B, J).
-
-    tob: (B, 15, M) band magnitudes of the processed signal; the clean side comes from ref.
-    Per band and segment: y' = min(y ||x|| / (||y|| + EPS), (1 + 10^(-BETA/20)) x),
-    corr = <y' - mean, x - mean> / ((||y' - mean|| + EPS)(||x - mean|| + EPS)).
-    Rows go through in chunks that bound the (rows, 15, J, N) intermediates."""
-    parts = []
-    per_row = tob[0].numel() // tob.shape[-1] * (tob.shape[-1] - N + 1) * N
-    norm_y = _window_sum(tob.square()).sqrt()  # ||y|| per band and segment
-    alpha_all = (ref.norm / (norm_y + EPS)).unsqueeze(-1)
-    for c in _row_chunks(tob.shape[0], per_row):  # static loop over row chunks
-        y = _segments(tob[c])  # fresh, contiguous
-        alpha = alpha_all[c]
-        if _eager(y):
-            dy = torch.minimum(y.mul_(alpha), ref.bound[c], out=y)
-            dy.sub_(dy.sum(-1, keepdim=True) / N)
-        else:
-            clipped = torch.minimum(alpha * y, ref.bound[c])
-            dy = clipped - clipped.sum(-1, keepdim=True) / N
-        syy = torch.linalg.vector_norm(dy, dim=-1)
-        sxy = (dy.mul_(ref.centered[c]) if _eager(dy) else dy * ref.centered[c]).sum(-1)
-        corr = sxy / ((syy + EPS) * ref.spread[c])
-        parts.append(corr.sum(-2))
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-
-def _normalized(tob: Tensor) -> tuple[Tensor, Tensor]:
-    """ESTOI's two normalizations of the segments of band magnitudes (R, 15, M): each band's
-    N frames to zero mean and unit norm, then the band (column) mean removed. Returns (those
-    rows (R, 15, J, N), inverse column norms (R, J, N)); a zero-variance row or column
-    normalizes to 0 (pystoi's jitter would give random values)."""
-    seg = _segments(tob)  # fresh, contiguous
-    mean = (_window_sum(tob) / N).unsqueeze(-1)  # row means over the segment's frames
-    rows = seg.sub_(mean) if _eager(seg) else seg - mean
-    norm = torch.linalg.vector_norm(rows, dim=-1, keepdim=True)
-    inv_row = torch.where(norm > 0, 1.0 / norm.masked_fill(norm == 0, 1.0),
-                          torch.zeros_like(norm))
-    rows = rows.mul_(inv_row) if _eager(rows) else rows * inv_row
-    r = rows - rows.mean(dim=1, keepdim=True)  # column (band) mean removed
-    cs = r.square().sum(dim=1).sqrt()  # (vector_norm over a middle dim is slow on the CPU)
-    return r, torch.where(cs > 0, 1.0 / cs.masked_fill(cs == 0, 1.0), torch.zeros_like(cs))
-
-
-def _clean_unit(tob: Tensor) -> Tensor:
-    """ESTOI's doubly normalized clean segments x~ (B, 15, J, N)."""
-    r, inv_col = _normalized(tob)
-    return r.mul_(inv_col.unsqueeze(1)) if _eager(r) else r * inv_col.unsqueeze(1)
-
-
-def _segment_estoi(ref: StoiReference, tob: Tensor) -> Tensor:
-    """ESTOI sums sum_{k,n} x~ y~ of every segment -> (B, J); tob: (B, 15, M) processed."""
-    parts = []
-    per_row = tob[0].numel() // tob.shape[-1] * (tob.shape[-1] - N + 1) * N
-    for c in _row_chunks(tob.shape[0], per_row):  # static loop over row chunks
-        r, inv_col = _normalized(tob[c])
-        dot = (r.mul_(ref.unit[c]) if _eager(r) else r * ref.unit[c]).sum(dim=1)
-        parts.append((dot * inv_col).sum(-1))
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-
 def _reference(clean: Tensor, lengths: Tensor, sample_rate: int, ragged: bool,
-               resample_method: str | None, standard: bool, extended: bool) -> StoiReference:
+               resample_method: str | None, standard: bool, extended: bool,
+               zero_padded: bool = False) -> StoiReference:
     """The clean side of steps 1-5 for flat rows (B, T) and lengths (B,)."""
     batch, time = clean.shape
     device, dtype = clean.device, clean.dtype
@@ -406,7 +107,7 @@ def _reference(clean: Tensor, lengths: Tensor, sample_rate: int, ragged: bool,
         n10 = (lengths * up + down - 1) // down
     else:
         n10 = lengths
-    blocks = _blocks_10k(clean, lengths, sample_rate, ragged, resample_method)
+    blocks = _blocks_10k(clean, lengths, sample_rate, ragged, resample_method, zero_padded)
 
     # 2. silent-frame removal. Frame i (i = 0, 128, ... while i < n10 - 256) is blocks i and
     # i + 1 of 128 samples, windowed by w = hanning(258)[1:-1]; energy 20 log10(||w x|| + EPS)
@@ -454,12 +155,13 @@ def _reference(clean: Tensor, lengths: Tensor, sample_rate: int, ragged: bool,
 
 
 def _scores(ref: StoiReference, processed: Tensor, sample_rate: int, ragged: bool,
-            resample_method: str | None, standard: bool, extended: bool
-            ) -> tuple[Tensor | None, Tensor | None]:
+            resample_method: str | None, standard: bool, extended: bool,
+            zero_padded: bool = False) -> tuple[Tensor | None, Tensor | None]:
     """Steps 1-6 of the processed rows (B, T) against a reference: (STOI, ESTOI) (B,) each,
     None for the one not asked for."""
     time = processed.shape[-1]
-    blocks = _blocks_10k(processed, ref.lengths, sample_rate, ragged, resample_method)
+    blocks = _blocks_10k(processed, ref.lengths, sample_rate, ragged, resample_method,
+                         zero_padded)
     tob = _bands(blocks, ref.first, ref.second, time, sample_rate)
 
     # 5. segments of N frames; J = M - N + 1 per row
@@ -478,8 +180,9 @@ def _scores(ref: StoiReference, processed: Tensor, sample_rate: int, ragged: boo
         per_stoi, per_estoi = fused.stoi_segments(ref.tob, tob)
         return (score(per_stoi, NUMBAND) if standard else None,
                 score(per_estoi, N) if extended else None)
-    out_stoi = score(_segment_stoi(ref, tob), NUMBAND) if standard else None
-    out_estoi = score(_segment_estoi(ref, tob), N) if extended else None
+    chunks = _row_chunks(tob.shape[0], NUMBAND * n_seg * N)
+    out_stoi = score(_segment_stoi(ref, tob, chunks), NUMBAND) if standard else None
+    out_estoi = score(_segment_estoi(ref, tob, chunks), N) if extended else None
     return out_stoi, out_estoi
 
 
@@ -490,13 +193,16 @@ def _check_rate(sample_rate: object) -> int:
 
 
 def stoi_reference(clean: Tensor, sample_rate: int = 16000, lengths: Tensor | None = None,
-                   standard: bool = True, extended: bool = True) -> StoiReference:
+                   standard: bool = True, extended: bool = True, *,
+                   zero_padded: bool = False) -> StoiReference:
     """The clean-side work of STOI (``standard``) and / or ESTOI (``extended``), done once.
 
     clean: float tensor (..., time); lengths: optional (...,) valid samples. Resampling,
     silent-frame detection, the clean band envelopes and the clean segment statistics depend
     on the clean signal alone; :func:`stoi_from_reference` then scores any processed signal of
     the same rows with only the processed side left to compute. Rows are flattened.
+    ``zero_padded=True``: the caller promises ``clean`` is already zero beyond ``lengths``,
+    and the masking pass is skipped (the results are the same for such input).
     """
     clean = check_audio("clean", clean)
     sample_rate = _check_rate(sample_rate)
@@ -505,16 +211,19 @@ def stoi_reference(clean: Tensor, sample_rate: int = 16000, lengths: Tensor | No
     flat = clean.reshape(-1, time)
     lens = (lengths.reshape(-1) if lengths is not None
             else torch.full(flat.shape[:1], time, dtype=torch.long, device=flat.device))
-    return _reference(flat, lens, sample_rate, lengths is not None, None, standard, extended)
+    return _reference(flat, lens, sample_rate, lengths is not None, None, standard, extended,
+                      zero_padded)
 
 
 def stoi_from_reference(reference: StoiReference, processed: Tensor, sample_rate: int = 16000,
-                        standard: bool = True, extended: bool = True
-                        ) -> tuple[Tensor | None, Tensor | None]:
+                        standard: bool = True, extended: bool = True, *,
+                        zero_padded: bool = False) -> tuple[Tensor | None, Tensor | None]:
     """(STOI, ESTOI) of ``processed`` against a :func:`stoi_reference`; each (...,) in the
     batch shape of ``processed`` (B rows in all), or None where not asked for. The
     processed side (resampling, band envelopes) is computed once for both scores. Equal to
-    :func:`stoi` with the same clean signal, lengths and rate (the same arithmetic)."""
+    :func:`stoi` with the same clean signal, lengths and rate (the same arithmetic).
+    ``zero_padded=True``: ``processed`` is already zero beyond the reference's lengths (its
+    masking pass is skipped)."""
     processed = check_audio("processed", processed)
     sample_rate = _check_rate(sample_rate)
     batch_shape, time = processed.shape[:-1], processed.shape[-1]
@@ -534,7 +243,7 @@ def stoi_from_reference(reference: StoiReference, processed: Tensor, sample_rate
     if flat.shape[0] == 0:
         empty = flat.new_zeros(batch_shape)
         return (empty if standard else None), (empty if extended else None)
-    out = _scores(reference, flat, sample_rate, True, None, standard, extended)
+    out = _scores(reference, flat, sample_rate, True, None, standard, extended, zero_padded)
     return tuple(None if o is None else o.reshape(batch_shape) for o in out)  # type: ignore
 
 
@@ -564,41 +273,6 @@ def stoi(clean: Tensor, processed: Tensor, sample_rate: int = 16000,
     :func:`stoi_reference` once, then :func:`stoi_from_reference` per signal.
     """
     return _stoi(clean, processed, sample_rate, lengths, extended)
-
-
-def _third_octave_bands(blocks: Tensor, first: Tensor, second: Tensor, n_stft: int) -> Tensor:
-    """Steps 2b-4 for one signal: overlap-add of the kept frames, STFT, band magnitudes.
-
-    blocks: (B, n_blocks, 128) the 10-kHz signal in blocks of HOP samples (last block zero);
-    first / second: (B, Fs + 1) block indices of the halves that make each output block;
-    returns (B, 15, n_stft) third-octave band magnitudes.
-    """
-    window = _table("hanning", blocks.device, blocks.dtype)
-    batch, n_blocks = blocks.shape[:2]
-    flat = blocks.reshape(batch * n_blocks, HOP)
-    offset = torch.arange(batch, device=blocks.device).unsqueeze(-1) * n_blocks
-
-    def pick(index: Tensor) -> Tensor:  # blocks[b, index[b, s]] -> (B, Fs + 1, HOP)
-        return flat.index_select(0, (index + offset).reshape(-1)).reshape(index.shape + (HOP,))
-
-    # overlap-add with hop 128: output block s = w_lo * first half of kept frame s
-    #                                        + w_hi * second half of kept frame s - 1
-    sil = pick(first) * window[:HOP] + pick(second) * window[HOP:]
-    sil = sil.reshape(batch, sil.shape[1] * HOP)  # 128 (K + 1) valid samples per row
-    # STFT frames i = 0, 128, ... (K - 1 of them): 256 windowed samples, zero-padded to NFFT
-    frames = sil.unfold(-1, N_FRAME, HOP)[:, :n_stft]
-    if frames.shape[1] < n_stft:  # rows too short for any frame: all-zero frames
-        frames = F.pad(frames, (0, 0, 0, n_stft - frames.shape[1]))
-    if _eager(frames):  # window into a zero-padded buffer: rfft's own padding copies again
-        padded = frames.new_zeros(frames.shape[:-1] + (NFFT,))
-        torch.mul(frames, window, out=padded[..., :N_FRAME])
-        spec = torch.fft.rfft(padded)  # (B, M, 257)
-    else:
-        spec = torch.fft.rfft(frames * window, n=NFFT)  # (B, M, 257)
-    # X_k(m) = sqrt(sum_{f in band k} |X(f, m)|^2)
-    spec = torch.view_as_real(spec)
-    return torch.stack([spec[..., lo:hi, :].square().sum((-2, -1))
-                        for lo, hi in BAND_EDGES], dim=-2).sqrt()
 
 
 def _stoi(clean: Tensor, processed: Tensor, sample_rate: int, lengths: Tensor | None,

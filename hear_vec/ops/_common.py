@@ -44,9 +44,10 @@ class Spec(NamedTuple):
     ordered: Tensor | None
 
 
-def prepare(audio: object, knobs: object, lengths: object
+def prepare(audio: object, knobs: object, lengths: object, zero_padded: bool = False
             ) -> tuple[Tensor, Tensor, Tensor | None, torch.Size]:
-    """Validate and flatten: audio (..., T) -> (B, T) with samples beyond lengths zeroed,
+    """Validate and flatten: audio (..., T) -> (B, T) with samples beyond lengths zeroed
+    (``zero_padded``: the caller promises they already are, and the pass is skipped),
     knobs (..., 3) -> (B, 3) clamped to [0, 1] in the audio dtype, lengths -> (B,) or None.
     Returns (audio, knobs, lengths, batch_shape)."""
     audio = check_audio("audio", audio)
@@ -65,7 +66,8 @@ def prepare(audio: object, knobs: object, lengths: object
     knobs = knobs.to(device=audio.device, dtype=audio.dtype).reshape(-1, 3).clamp(0.0, 1.0)
     if lengths is not None:
         lengths = lengths.reshape(-1)
-        flat = dsp.zero_beyond(flat, lengths)
+        if not zero_padded:
+            flat = dsp.zero_beyond(flat, lengths)
     return flat, knobs, lengths, batch_shape
 
 

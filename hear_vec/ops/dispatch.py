@@ -61,7 +61,7 @@ _SPECTRAL: dict[int, tuple[Callable[[Spec, Tensor], Tensor], bool]] = {
 
 def denoise(audio: Tensor, method: Tensor, knobs: Tensor, lengths: Tensor | None = None,
             dispatch: str = "auto", spec: Tensor | None = None,
-            power: Tensor | None = None) -> Tensor:
+            power: Tensor | None = None, *, zero_padded: bool = False) -> Tensor:
     """Denoise each row with its own method and knobs.
 
     audio: (..., T) float; method: (...) integer ids into :data:`METHODS`; knobs: (..., 3)
@@ -72,12 +72,14 @@ def denoise(audio: Tensor, method: Tensor, knobs: Tensor, lengths: Tensor | None
     zeroed), as :func:`hear_vec.dsp.stft` gives it, when the caller already has it: the
     shared analysis then reuses it instead of taking the STFT again; power: optionally its
     ``spec.real ** 2 + spec.imag ** 2`` too (the features compute it anyway), same shape, real.
+    zero_padded: the caller promises ``audio`` is already zero beyond ``lengths`` (the env's
+    state always is); the masking pass is then skipped, with the same result for such input.
     """
     audio = check_audio("audio", audio)
     if dispatch not in DISPATCH_MODES:
         raise ValueError(f"dispatch must be one of {DISPATCH_MODES}, got {dispatch!r}")
     method = check_batch_index("method", method, audio.shape[:-1], len(METHODS), audio.device)
-    flat, k, lens, batch_shape = prepare(audio, knobs, lengths)
+    flat, k, lens, batch_shape = prepare(audio, knobs, lengths, zero_padded)
     method = method.reshape(-1)
     spec_flat = None if spec is None else _check_spec(spec, audio)
     power_flat = None
