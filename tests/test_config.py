@@ -17,7 +17,7 @@ from hear_vec.cli.train import build_parser, config_from_args
 from hear_vec.cli.train import main as train_main
 from hear_vec.config_flags import LEARNER_GROUP, flag_name, learner_fields
 from hear_vec.sweep import load_sweep
-from hear_vec.training import RUN_FIELDS, RunConfig, _jsonable
+from hear_vec.training import RUN_FIELDS, RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -146,7 +146,7 @@ def test_args_json_round_trip(tmp_path):
         "--holdout-speakers", "a,b", "--noise-count", "1", "3", "--level-range", "off",
         "--no-progress", "--target-entropy", "-2"]))
     path = tmp_path / "args.json"
-    path.write_text(json.dumps(_jsonable(dataclasses.asdict(cfg)), indent=2))
+    path.write_text(json.dumps(dataclasses.asdict(cfg), indent=2))  # as run() writes it
     saved = json.loads(path.read_text())
     assert set(saved) == set(RUN_FIELDS)  # args.json keys = RunConfig fields = flags
     back = RunConfig.from_dict(saved)
