@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from hear_vec.agents.common import NonFiniteLossError
+from hear_vec.agents import NonFiniteLossError
 from hear_vec.checkpoint import CheckpointError
 from hear_vec.cli.common import OneLineParser, first_line
 from hear_vec.config_flags import check_algo_keys, check_keys

@@ -5,16 +5,36 @@ writes goes to ``log_dir``:
 
 - ``args.json``      the run's arguments;
 - ``split.json``     which speakers and noise recordings the train / validation parts hold;
-- ``checkpoint.pt``  learner (networks, optimizers, counters, RNG), observation normalizer,
-                     env RNG counter, evaluation history — written atomically at every
-                     evaluation and on Ctrl-C; ``--resume`` continues from it;
+- ``checkpoint.pt``  learner (networks, optimizers, counters, RNG, next observation and
+                     running episode sums), observation normalizer, the env's full episode
+                     state (``DenoiseEnv.state_dict``; single process only) and RNG counter,
+                     evaluation history — written atomically at every evaluation, at the end
+                     and on SIGINT / SIGTERM; ``--resume`` continues from it;
+- ``replay.pt``      SAC / TD3: the replay buffer and the global step it belongs to, written
+                     atomically just before ``checkpoint.pt`` (``save_replay=False``,
+                     ``--no-save-replay``: not written; a resume then refills the replay);
 - ``model.pt``       what inference needs (see :mod:`hear_vec.checkpoint`), at the end;
 - ``metrics.json``   logged scalars, evaluations and the final evaluation;
 - TensorBoard events (CleanRL names: charts/episodic_return, charts/SPS, losses/*, and
   eval/si_sdr_gain, eval/stoi_gain, eval/estoi_gain, eval/return).
 
+Resume: with one process and in-process envs, ``--resume`` is bit-exact on the CPU -- a run to
+N transitions then a resume to 2N ends exactly as a run straight to 2N (networks, optimizers,
+RNG, env state, next actions; ``tests/test_resume.py``). Checkpoints fall only between learner
+iterations (PPO: between rollout + update rounds, so no mid-rollout position exists; SAC/TD3:
+between vectorized steps). Not bit-exact: without ``replay.pt`` (or with one of another step),
+with several ranks or ``env_workers > 1`` (every row then starts a fresh episode from the saved
+draw counter), or from a checkpoint without ``env_state``.
+
+Signals: SIGINT and SIGTERM set a flag that the learner reads at its next iteration boundary
+(``hooks.should_stop``, reduced across ranks); the checkpoint is written there and
+:class:`TrainingInterrupted` raised (train.py: exit 130, one line). A second signal raises at
+once, wherever the run is -- a checkpoint being written is abandoned (atomic writes remove
+their temporary file) and the previous one stays.
+
 Evaluation runs the deterministic policy on the validation split on the same segments every
-time (the evaluation env's RNG counter is rewound), so successive evaluations are comparable.
+time (the evaluation env's RNG counter is rewound), so successive evaluations are comparable;
+it runs under a forked torch RNG, so evaluating never changes the training streams.
 The split (:func:`hear_vec.data.split_corpus`, seeded by the run's seed) holds out 10 % of the
 speakers — each utterance is its own speaker unless ``speaker_pattern`` / ``speaker_column``
 say otherwise — and, with ``holdout_noise_fraction`` / ``holdout_noises``, noise recordings
@@ -28,6 +48,7 @@ import math
 import os
 import re
 import signal
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -39,7 +60,7 @@ from torch import Tensor
 
 from hear_vec import rng
 from hear_vec.agents import LEARNERS, make_config
-from hear_vec.agents.common import LearnerBase, NonFiniteLossError
+from hear_vec.agents.base import LearnerBase, NonFiniteLossError
 from hear_vec.atomic import atomic_write
 from hear_vec.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -76,6 +97,9 @@ from hear_vec.env.vector import GraphedEnv, SubprocEnv
 from hear_vec.ops import METHODS
 from hear_vec.runtime import tune_cpu_allocator
 
+#: ``format`` of ``replay.pt`` (the SAC / TD3 replay saved beside ``checkpoint.pt``)
+REPLAY_FORMAT = "hear_vec.replay"
+
 __all__ = ["RunConfig", "RUN_FIELDS", "FLAG_GROUPS", "TrainingInterrupted", "build_learner",
            "evaluate", "run", "ALGOS", "load_split", "load_corpora"]
 
@@ -83,12 +107,53 @@ ALGOS = ("ppo", "sac", "td3")
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C during training; the checkpoint was written before this is raised."""
+    """Ctrl-C / SIGTERM during training; the checkpoint was written before this is raised
+    (``saved``), or -- a second signal during the wind-down -- the run stopped at once and the
+    last checkpoint written before (``path``, possibly None) is intact."""
 
-    def __init__(self, step: int, path: Path) -> None:
-        super().__init__(f"interrupted at step {step}; checkpoint saved to {path} "
-                         "(continue with --resume)")
-        self.step, self.path = step, path
+    def __init__(self, step: int, path: Path | None, saved: bool = True,
+                 cause: str = "interrupted") -> None:
+        if saved:
+            text = f"{cause} at step {step}; checkpoint saved to {path} (continue with --resume)"
+        else:
+            last = (f"the last checkpoint ({path}) is intact" if path is not None
+                    else "no checkpoint was written")
+            text = f"{cause} again at step {step}: stopped at once without saving; {last}"
+        super().__init__(text)
+        self.step, self.path, self.saved = step, path, saved
+
+
+class _SecondSignal(BaseException):
+    """A second SIGINT / SIGTERM: leave at once (BaseException, like KeyboardInterrupt, so no
+    ``except Exception`` on the way swallows it; atomic writes remove their temporary file)."""
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM set a flag that the learner reads at its next iteration boundary
+    (``hooks.should_stop``), so the checkpoint written then holds a whole learner state; a
+    second signal raises :class:`_SecondSignal` wherever the process is (a checkpoint being
+    written is abandoned, its temporary file removed, the previous checkpoint intact)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in self.SIGNALS:
+            self.previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.name is not None:
+            raise _SecondSignal
+        self.name = signal.Signals(signum).name
 
 
 _RUN = "run"
@@ -137,6 +202,9 @@ class RunConfig:
                                            "(glibc malloc thresholds: ~1.4x faster env steps); "
                                            "--no-tune-cpu-allocator keeps glibc's defaults")
     resume: bool = _flag(False, "continue from <log-dir>/checkpoint.pt")
+    save_replay: bool = _flag(True, "SAC/TD3: write replay.pt beside checkpoint.pt "
+                                    "(--no-save-replay for huge replays: a resume refills the "
+                                    "replay and is not bit-exact)")
     progress: bool = _flag(True, "progress bar (--no-progress: none)")
     # -- environment and reward
     max_steps: int = _flag(3, "most denoisers per episode", _ENV)
@@ -413,12 +481,24 @@ class _Hooks:
     def on_eval(self, step: int) -> None:
         self.run.evaluate_and_checkpoint(step)
 
+    def should_stop(self) -> bool:
+        """A signal arrived (on any rank: the flag is reduced across ranks)."""
+        stop = self.run.signals is not None and self.run.signals.name is not None
+        if self.run.world > 1:
+            import torch.distributed as dist
+            flag = torch.tensor([float(stop)], device=self.run.learner.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
+
 
 class _Run:
     def __init__(self, cfg: RunConfig, learner: LearnerBase, env: DenoiseEnv,
                  eval_env: DenoiseEnv, log_dir: Path, rank: int) -> None:
         self.cfg, self.learner, self.env, self.eval_env = cfg, learner, env, eval_env
         self.log_dir, self.rank = log_dir, rank
+        self.world = 1
+        self.signals: _StopSignals | None = None
         self.history: dict[str, list] = {"logs": [], "evals": []}
         self.writer = None
         self.bar = None
@@ -463,7 +543,10 @@ class _Run:
             self.bar.refresh()
 
     def evaluate(self, step: int) -> dict[str, float]:
-        result = evaluate(self.learner, self.eval_env, self.cfg.eval_episodes)
+        device = self.learner.device
+        # under a forked RNG: an evaluation never moves the training streams
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            result = evaluate(self.learner, self.eval_env, self.cfg.eval_episodes)
         result["step"] = step
         self.history["evals"].append(result)
         if self.writer is not None:
@@ -488,6 +571,14 @@ class _Run:
             print(line, flush=True)
 
     def save_checkpoint(self) -> Path:
+        """``replay.pt`` (SAC/TD3, unless ``save_replay`` is off), then ``checkpoint.pt``, each
+        written atomically; both carry the global step, so a resume uses the replay only when
+        it belongs to the checkpoint."""
+        step = self.learner.global_step
+        replay = getattr(self.learner, "replay", None)
+        if self.cfg.save_replay and replay is not None:
+            save_atomic({"format": REPLAY_FORMAT, "global_step": step,
+                         "replay": replay.state_dict()}, self.log_dir / "replay.pt")
         payload = {
             "format": CHECKPOINT_FORMAT,
             "format_version": FORMAT_VERSION,
@@ -497,6 +588,8 @@ class _Run:
             "args": _jsonable(asdict(self.cfg)),
             "history": self.history,
         }
+        if self.world == 1 and hasattr(self.env, "state_dict"):
+            payload["env_state"] = self.env.state_dict()
         self.last_checkpoint = save_atomic(payload, self.log_dir / "checkpoint.pt")
         return self.last_checkpoint
 
@@ -573,45 +666,48 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     env, eval_env = make_envs(cfg, train_corpus, valid_corpus, device, rank)
     learner = build_learner(cfg, env, device)
     session = _Run(cfg, learner, env, eval_env, log_dir, rank)
+    session.world = world
     if resume_state is not None:
-        learner.load_state_dict(resume_state["learner"])
-        env.normalizer.load_state_dict(
-            {k: resume_state["normalizer"][k] for k in ("count", "mean", "m2")})
-        env.reset(draws=int(resume_state["env_draws"]) + 7919 * rank)
-        session.history = resume_state.get("history", session.history)
+        _resume(session, resume_state, log_dir, rank, world)
     if rank == 0:
         log_dir.mkdir(parents=True, exist_ok=True)
         _write_json(log_dir / "args.json", asdict(cfg))
         _write_json(log_dir / "split.json", split.report())
     session.open(learner.global_step)
-    previous_handler = signal.getsignal(signal.SIGTERM)
-    if rank == 0:
-        # a polite kill (SIGTERM, e.g. from a scheduler) is handled like Ctrl-C
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # Ctrl-C and a polite kill (SIGTERM, e.g. from a scheduler) stop at the next iteration
+    # boundary with a checkpoint; a second one leaves at once (_StopSignals)
+    signals = _StopSignals()
+    session.signals = signals
+    signals.install()
     start = time.perf_counter()
+    final: dict[str, Any] = {}
     try:
-        learner.train(cfg.total_steps, hooks=_Hooks(session))
-    except KeyboardInterrupt:
-        session.close()
+        try:
+            learner.train(cfg.total_steps, hooks=_Hooks(session))
+            if signals.name is not None and learner.global_step < cfg.total_steps:
+                raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            session.close()
+            cause = f"{signals.name or 'SIGINT'}: interrupted"
+            path = session.save_checkpoint() if rank == 0 else log_dir / "checkpoint.pt"
+            raise TrainingInterrupted(learner.global_step, path, cause=cause) from None
+        except NonFiniteLossError:
+            session.close()
+            raise
         if rank == 0:
-            path = session.save_checkpoint()
-            raise TrainingInterrupted(learner.global_step, path) from None
-        raise
-    except NonFiniteLossError:
+            final = session.evaluate(learner.global_step)
+            final["train_seconds"] = time.perf_counter() - start
+            final["device"] = str(device)
+            session.save_checkpoint()
+            session.write_outputs(final)
+    except _SecondSignal:
         session.close()
-        raise
+        raise TrainingInterrupted(learner.global_step, session.last_checkpoint, saved=False,
+                                  cause=f"{signals.name}: interrupted") from None
     finally:
-        if rank == 0:
-            signal.signal(signal.SIGTERM, previous_handler)
+        signals.uninstall()
         if hasattr(env, "close"):
             env.close()  # SubprocEnv workers
-    final: dict[str, Any] = {}
-    if rank == 0:
-        final = session.evaluate(learner.global_step)
-        final["train_seconds"] = time.perf_counter() - start
-        final["device"] = str(device)
-        session.save_checkpoint()
-        session.write_outputs(final)
     session.close()
     if world > 1:
         import torch.distributed as dist
@@ -620,5 +716,39 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     return final
 
 
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+def _resume(session: _Run, state: dict[str, Any], log_dir: Path, rank: int, world: int) -> None:
+    """Restore the learner, normalizer, env and (SAC/TD3) replay of ``state`` into ``session``.
+
+    One process, a DenoiseEnv and a checkpoint with ``env_state``: the env's episode state and
+    the learner's position in it are restored, so the run goes on bit for bit. Otherwise
+    (several ranks, --env-workers, an older checkpoint) every env row starts a fresh episode
+    from the saved draw counter. The replay comes from ``replay.pt`` when ``save_replay`` is on
+    and the file was written with this checkpoint; without it the replay refills from fresh
+    experience (``warmup_steps`` before updating again) and the run is not bit-exact."""
+    cfg, learner, env = session.cfg, session.learner, session.env
+    learner_state = dict(state["learner"])
+    replay_path = log_dir / "replay.pt"
+    if cfg.save_replay and hasattr(learner, "replay") and replay_path.is_file():
+        try:
+            saved = torch.load(replay_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # unreadable: train on, refilling the replay
+            print(f"train.py: warning: {replay_path} unreadable ({exc}); the replay refills",
+                  file=sys.stderr)
+            saved = None
+        step = int(learner_state["counters"]["global_step"])
+        if isinstance(saved, dict) and saved.get("format") == REPLAY_FORMAT:
+            if int(saved["global_step"]) == step:
+                learner_state["replay"] = saved["replay"]
+            else:
+                print(f"train.py: warning: {replay_path} is of step {saved['global_step']}, "
+                      f"the checkpoint of step {step}; the replay refills", file=sys.stderr)
+    env.normalizer.load_state_dict(
+        {k: state["normalizer"][k] for k in ("count", "mean", "m2")})
+    restored = False
+    if world == 1 and "env_state" in state and hasattr(env, "load_state_dict"):
+        env.load_state_dict(state["env_state"])
+        restored = True
+    else:
+        env.reset(draws=int(state["env_draws"]) + 7919 * rank)
+    learner.load_state_dict(learner_state, restore_position=restored)
+    session.history = state.get("history", session.history)

@@ -32,13 +32,10 @@ from conftest import CUDA  # noqa: E402
 from toy_envs import HybridContextEnv, NaNRewardEnv, PendulumEnv  # noqa: E402
 
 from hear_vec.agents import ActionSpec, NonFiniteLossError, load_policy, make_config  # noqa: E402
-from hear_vec.agents.common import (  # noqa: E402
-    HybridQEnsemble,
-    ReplayBuffer,
-    hybrid_log_prob_entropy,
-    squashed_sample,
-)
+from hear_vec.agents.distributions import hybrid_log_prob_entropy, squashed_sample  # noqa: E402
+from hear_vec.agents.networks import HybridQEnsemble  # noqa: E402
 from hear_vec.agents.ppo import PPO, PPOConfig  # noqa: E402
+from hear_vec.agents.replay import ReplayBuffer  # noqa: E402
 from hear_vec.agents.sac import SAC, SACConfig  # noqa: E402
 from hear_vec.agents.td3 import TD3, TD3Config  # noqa: E402
 

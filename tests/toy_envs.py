@@ -1,5 +1,5 @@
 """Batched torch toy environments with known answers, following the learners' VecEnv protocol
-(hear_vec.agents.common): same-step autoreset, ``info["final_observation"]``.
+(hear_vec.agents.base): same-step autoreset, ``info["final_observation"]``.
 
 - :class:`PendulumEnv`: gym's Pendulum-v1 (dynamics, reward, 200-step truncation, random
   initial state), ``num_methods = 1``, one knob (torque) in [-2, 2]. A good policy scores

@@ -13,20 +13,16 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from hear_vec.agents.common import (
-    ActionSpec,
-    LearnerConfig,
-    NonFiniteLossError,
-    TrainHooks,
-    VecEnv,
-    evaluate_policy,
-)
+from hear_vec.agents.base import NonFiniteLossError, TrainHooks, VecEnv
+from hear_vec.agents.config import LearnerConfig
 from hear_vec.agents.ppo import PPO, PPOConfig
 from hear_vec.agents.ppo import load_policy as _load_ppo
 from hear_vec.agents.sac import SAC, SACConfig
 from hear_vec.agents.sac import load_policy as _load_sac
 from hear_vec.agents.td3 import TD3, TD3Config
 from hear_vec.agents.td3 import load_policy as _load_td3
+from hear_vec.agents.tracking import evaluate_policy
+from hear_vec.env.spaces import ActionSpec
 
 __all__ = [
     "ActionSpec",

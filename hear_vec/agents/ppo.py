@@ -25,12 +25,12 @@ ranks** unless stated otherwise:
 
 Head
 ----
-:class:`~hear_vec.agents.common.HybridGaussianActor` with a state-independent ``log_std[K, C]``:
+:class:`~hear_vec.agents.networks.HybridGaussianActor` with a state-independent ``log_std[K, C]``:
 ``pi(k, x | s) = Cat(k; logits(s)) * tanhN(x; mu_k(s), sigma_k)`` with per-method knob means.
 The rollout stores the method and the **pre-tanh** knob sample u, so the log-probability of
 the stored action is exact (no atanh of a clipped value) and
 ``log pi = log_softmax_k + sum_j [log N(u_j) - log(1 - tanh^2 u_j)] - sum_j log half_j``
-(:func:`~hear_vec.agents.common.hybrid_log_prob_entropy`). The entropy bonus is
+(:func:`~hear_vec.agents.distributions.hybrid_log_prob_entropy`). The entropy bonus is
 ``H(Cat) + sum_k pi_k H(N(mu_k, sigma_k))``. Why tanh-Gaussian rather than Beta or a clipped
 Gaussian: bounded actions without probability mass piled on the bounds (clipping), sampling
 by ``randn`` only (Beta needs Gamma sampling, which compiles and graphs poorly), and the same
@@ -44,6 +44,11 @@ global grad-norm clipping. Target-KL early stopping stays on the device: once a 
 approximate KL exceeds ``target_kl`` a device flag drops to 0 for the rest of the rollout's
 update; the masked minibatches still run but step with zero learning rate and zero gradient
 (parameters unchanged; Adam's moments decay as for a zero gradient) -- no host branch.
+
+Loop (:meth:`PPO.train`): per iteration, collect ``rollout_steps`` steps of every env, GAE,
+``update_epochs`` passes of minibatches, then the hooks. Hooks (evaluation, checkpoints, a stop
+request) run only between iterations, so a checkpoint never falls inside a rollout and the
+rollout buffers need not be saved.
 """
 
 from __future__ import annotations
@@ -55,20 +60,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hear_vec.agents.common import (
+from hear_vec.agents.base import LearnerBase, VecEnv
+from hear_vec.agents.config import LearnerConfig
+from hear_vec.agents.distributions import hybrid_log_prob_entropy, sample_hybrid
+from hear_vec.agents.networks import (
     GaussianHybridPolicy,
     HybridGaussianActor,
-    LearnerBase,
-    LearnerConfig,
-    VecEnv,
-    average_gradients,
     build_gaussian_policy,
-    hybrid_log_prob_entropy,
-    make_adam,
     mlp,
-    optimizer_step,
-    sample_hybrid,
 )
+from hear_vec.agents.optim import average_gradients, make_adam, optimizer_step
 
 __all__ = ["PPOConfig", "PPO", "load_policy"]
 

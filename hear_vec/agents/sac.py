@@ -2,10 +2,10 @@
 
 Head (hybrid, not the seed's relaxation)
 ----------------------------------------
-The actor is :class:`~hear_vec.agents.common.HybridGaussianActor`: a categorical over the K
+The actor is :class:`~hear_vec.agents.networks.HybridGaussianActor`: a categorical over the K
 methods and, for EVERY method k, its own tanh-squashed Gaussian over the C knobs
 (``pi(k, x | s) = pi(k | s) pi(x | s, k)``). The twin critics
-:class:`~hear_vec.agents.common.HybridQEnsemble` score ``Q(s, k, x_k)`` for a method and its
+:class:`~hear_vec.agents.networks.HybridQEnsemble` score ``Q(s, k, x_k)`` for a method and its
 own knobs, evaluated for all K methods in one batched pass. Why: each denoiser has different
 good knob values (strength 0.8 for one is not strength 0.8 for another), so per-method knobs
 remove the interference of a shared knob head; summing exactly over the K methods (instead of
@@ -24,9 +24,11 @@ with H_c = -sum_k pi(k) log pi(x_k | k) (reparameterized sample), H_d the catego
 H_c* = ``target_entropy`` (default -C) and H_d* = ``discrete_target_entropy_scale * log K``.
 Target critics follow with ``lerp_(online, tau)`` after every update.
 
-The loop (collect, store, update) is :class:`~hear_vec.agents.common.OffPolicyLearner`'s;
-step-count flags are documented in :class:`~hear_vec.agents.common.OffPolicyConfig` and
-``hear_vec/agents/ppo.py``.
+The loop (:meth:`SAC.train`, at the end of this file): act (uniformly random for the first
+``random_steps`` transitions), step the envs, store the transitions in the replay
+(:class:`~hear_vec.agents.replay.ReplayBuffer`), then ``updates_per_step`` updates once the
+replay holds ``max(warmup_steps / world, batch_size)`` transitions. Step-count flags are
+documented in :class:`~hear_vec.agents.config.OffPolicyConfig` and ``hear_vec/agents/ppo.py``.
 """
 
 from __future__ import annotations
@@ -38,19 +40,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hear_vec.agents.common import (
+from hear_vec.agents.base import LearnerBase, VecEnv
+from hear_vec.agents.config import OffPolicyConfig
+from hear_vec.agents.distributions import sample_hybrid, squashed_sample
+from hear_vec.agents.networks import (
     GaussianHybridPolicy,
     HybridGaussianActor,
     HybridQEnsemble,
-    OffPolicyConfig,
-    OffPolicyLearner,
-    VecEnv,
     build_gaussian_policy,
     copy_module,
-    make_adam,
-    sample_hybrid,
-    squashed_sample,
 )
+from hear_vec.agents.optim import make_adam
+from hear_vec.agents.replay import ReplayBuffer, ensure_replay, replay_capacity
 
 __all__ = ["SACConfig", "Temperature", "SAC", "load_policy"]
 
@@ -86,7 +87,7 @@ class Temperature(nn.Module):
         self.log_alpha = nn.Parameter(torch.full((2,), math.log(initial_alpha)))
 
 
-class SAC(OffPolicyLearner):
+class SAC(LearnerBase):
     """Hybrid-action SAC. ``SAC(env, SACConfig(...), device)``; ``train(total_steps, hooks)``."""
 
     algo = "sac"
@@ -105,6 +106,8 @@ class SAC(OffPolicyLearner):
     def __init__(self, env: VecEnv, config: SACConfig | None = None, device: Any = None) -> None:
         config = config if config is not None else SACConfig()
         super().__init__(env, config, device)
+        self.replay: ReplayBuffer | None = None  # allocated by train(), sized for the run
+        self._learning_starts = max(-(-config.warmup_steps // self.world_size), config.batch_size)
         D, K, C, H, dev = (
             self.obs_dim,
             self.num_methods,
@@ -154,9 +157,6 @@ class SAC(OffPolicyLearner):
         method, u = sample_hybrid(*self.actor(obs))
         return method, torch.tanh(u)
 
-    def _explore(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        return self._explore_fn(obs)
-
     # -- update ----------------------------------------------------------------------------
     def _soft_policy_terms(
         self, obs: Tensor, critic: HybridQEnsemble, detach_critic: bool
@@ -202,8 +202,41 @@ class SAC(OffPolicyLearner):
             [qf_loss, q.mean(), actor_loss, alpha_loss, alpha_c, alpha_d, ent_knobs, ent_method]
         ).detach()
 
-    def _update(self, idx: Tensor) -> None:
-        self.metrics.add("update", self.METRICS, self._update_fn(idx))
+    # -- loop ------------------------------------------------------------------------------
+    def train(self, total_steps: int, hooks: Any = None) -> dict[str, float]:
+        """Runs until ``global_step >= total_steps`` (env transitions, all envs and ranks)."""
+        self._begin(total_steps, hooks)
+        cfg = self.config
+        capacity = replay_capacity(cfg.replay_size, total_steps, self.world_size, self.num_envs)
+        self.replay, grown = ensure_replay(
+            self.replay, capacity, self.num_envs, self.obs_dim, self.num_knobs, self.device
+        )
+        if grown:  # captured graphs read the old tensors
+            self._build_step_fns()
+        replay = self.replay
+        while self.global_step < total_steps:
+            prev = self.global_step
+            obs = self._obs
+            assert obs is not None
+            if self.global_step < cfg.random_steps:
+                n = self.num_envs
+                method = torch.randint(0, self.num_methods, (n,), device=self.device)
+                x = torch.rand(n, self.num_knobs, device=self.device) * 2 - 1
+            else:
+                method, x = self._explore_fn(obs)
+                method, x = method.clone(), x.clone()  # graph outputs are overwritten
+            next_obs, reward, term, _, true_next = self._env_step(self.knobs.action(method, x))
+            replay.add(obs, method, x, reward, true_next, term)
+            self._obs = next_obs
+            self.global_step += self.steps_per_iteration
+            if replay.size >= self._learning_starts:
+                for _ in range(cfg.updates_per_step):
+                    out = self._update_fn(replay.sample_idx(cfg.batch_size))
+                    self.metrics.add("update", self.METRICS, out)
+                    self.num_updates += 1
+            if not self._end_iteration(prev):
+                break
+        return self._finish()
 
     # -- inference -------------------------------------------------------------------------
     def inference_state(self) -> dict[str, Any]:

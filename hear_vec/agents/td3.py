@@ -3,7 +3,7 @@
 Head (hybrid, not the seed's relaxation)
 ----------------------------------------
 The actor outputs deterministic knobs for EVERY method, ``x_k(s) in [-1, 1]^C`` (K*C tanh
-outputs); the twin critics :class:`~hear_vec.agents.common.HybridQEnsemble` score
+outputs); the twin critics :class:`~hear_vec.agents.networks.HybridQEnsemble` score
 ``Q(s, k, x_k)`` for a method and its own knobs (MP-DQN's fix of P-DQN: one method's value
 never depends on the other methods' knobs), evaluated for all K methods in one batched pass.
 The policy picks ``k* = argmax_k Q_1(s, k, x_k(s))`` and plays ``x_k*``; so inference needs the
@@ -22,9 +22,12 @@ Losses (target policy smoothing, clipped double Q, delayed actor)
     L_pi  = -mean_k mean_s Q_1(s, k, x_k(s))        every ``policy_delay`` critic updates,
 followed by ``lerp_(online, tau)`` of the target actor and critics.
 
-The loop (collect, store, update) is :class:`~hear_vec.agents.common.OffPolicyLearner`'s;
-step-count flags are documented in :class:`~hear_vec.agents.common.OffPolicyConfig` and
-``hear_vec/agents/ppo.py``.
+The loop (:meth:`TD3.train`, at the end of this file): act (uniformly random for the first
+``random_steps`` transitions), step the envs, store the transitions in the replay
+(:class:`~hear_vec.agents.replay.ReplayBuffer`), then ``updates_per_step`` critic updates (and
+every ``policy_delay``-th an actor + target update) once the replay holds
+``max(warmup_steps / world, batch_size)`` transitions. Step-count flags are documented in
+:class:`~hear_vec.agents.config.OffPolicyConfig` and ``hear_vec/agents/ppo.py``.
 """
 
 from __future__ import annotations
@@ -36,18 +39,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hear_vec.agents.common import (
-    ActionSpec,
-    HybridQEnsemble,
-    KnobScaler,
-    OffPolicyConfig,
-    OffPolicyLearner,
-    VecEnv,
-    copy_module,
-    gather_method,
-    make_adam,
-    mlp,
-)
+from hear_vec.agents.base import LearnerBase, VecEnv
+from hear_vec.agents.config import OffPolicyConfig
+from hear_vec.agents.distributions import gather_method
+from hear_vec.agents.networks import HybridQEnsemble, KnobScaler, copy_module, mlp
+from hear_vec.agents.optim import make_adam
+from hear_vec.agents.replay import ReplayBuffer, ensure_replay, replay_capacity
+from hear_vec.env.spaces import ActionSpec
 
 __all__ = ["TD3Config", "HybridDeterministicActor", "TD3Policy", "TD3", "load_policy"]
 
@@ -128,7 +126,7 @@ class TD3Policy(nn.Module):
         return self.knobs.action(*self.select(obs, deterministic))
 
 
-class TD3(OffPolicyLearner):
+class TD3(LearnerBase):
     """Hybrid-action TD3. ``TD3(env, TD3Config(...), device)``; ``train(total_steps, hooks)``."""
 
     algo = "td3"
@@ -139,6 +137,8 @@ class TD3(OffPolicyLearner):
     def __init__(self, env: VecEnv, config: TD3Config | None = None, device: Any = None) -> None:
         config = config if config is not None else TD3Config()
         super().__init__(env, config, device)
+        self.replay: ReplayBuffer | None = None  # allocated by train(), sized for the run
+        self._learning_starts = max(-(-config.warmup_steps // self.world_size), config.batch_size)
         D, K, C, H, dev = (
             self.obs_dim,
             self.num_methods,
@@ -183,9 +183,6 @@ class TD3(OffPolicyLearner):
     def _explore_impl(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         return self.policy.select(obs, deterministic=False)
 
-    def _explore(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        return self._explore_fn(obs)
-
     # -- update ----------------------------------------------------------------------------
     def _critic_impl(self, idx: Tensor) -> Tensor:
         cfg = self.config
@@ -211,10 +208,43 @@ class TD3(OffPolicyLearner):
         torch._foreach_lerp_(self._targets, self._online, self.config.tau)
         return actor_loss.detach().reshape(1)
 
-    def _update(self, idx: Tensor) -> None:
-        self.metrics.add("critic", self.CRITIC_METRICS, self._critic_fn(idx))
-        if self.num_updates % self.config.policy_delay == 0:
-            self.metrics.add("actor", self.ACTOR_METRICS, self._actor_fn(idx))
+    # -- loop ------------------------------------------------------------------------------
+    def train(self, total_steps: int, hooks: Any = None) -> dict[str, float]:
+        """Runs until ``global_step >= total_steps`` (env transitions, all envs and ranks)."""
+        self._begin(total_steps, hooks)
+        cfg = self.config
+        capacity = replay_capacity(cfg.replay_size, total_steps, self.world_size, self.num_envs)
+        self.replay, grown = ensure_replay(
+            self.replay, capacity, self.num_envs, self.obs_dim, self.num_knobs, self.device
+        )
+        if grown:  # captured graphs read the old tensors
+            self._build_step_fns()
+        replay = self.replay
+        while self.global_step < total_steps:
+            prev = self.global_step
+            obs = self._obs
+            assert obs is not None
+            if self.global_step < cfg.random_steps:
+                n = self.num_envs
+                method = torch.randint(0, self.num_methods, (n,), device=self.device)
+                x = torch.rand(n, self.num_knobs, device=self.device) * 2 - 1
+            else:
+                method, x = self._explore_fn(obs)
+                method, x = method.clone(), x.clone()  # graph outputs are overwritten
+            next_obs, reward, term, _, true_next = self._env_step(self.knobs.action(method, x))
+            replay.add(obs, method, x, reward, true_next, term)
+            self._obs = next_obs
+            self.global_step += self.steps_per_iteration
+            if replay.size >= self._learning_starts:
+                for _ in range(cfg.updates_per_step):
+                    idx = replay.sample_idx(cfg.batch_size)
+                    self.metrics.add("critic", self.CRITIC_METRICS, self._critic_fn(idx))
+                    if self.num_updates % cfg.policy_delay == 0:  # delayed actor + targets
+                        self.metrics.add("actor", self.ACTOR_METRICS, self._actor_fn(idx))
+                    self.num_updates += 1
+            if not self._end_iteration(prev):
+                break
+        return self._finish()
 
     # -- inference -------------------------------------------------------------------------
     def inference_state(self) -> dict[str, Any]:
