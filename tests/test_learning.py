@@ -30,6 +30,10 @@ How the learning tests were checked to fail (locally, reverted, never committed)
   fail for PPO, SAC and TD3 (the best such policy scores 1.8 < 1.9).
 - ``gamma=0`` (no credit over steps, a config-level stand-in for a learner that drops
   multi-step credit): the delayed-choice tests fail for PPO, SAC and TD3.
+Measured (CPU, 1 thread): zeroed PPO advantages 0/3 seeds on both tasks (delayed ~1.13,
+knob ~1.21); gamma=0 0/3 for PPO (0.78-1.12), SAC (1.07-1.45), TD3 (~1.15); constant knobs
+0/3 for PPO, SAC, TD3 (1.79-1.80, the analytic 1.8). Unbroken: 3/3 everywhere (delayed: PPO
+1.90-1.93, SAC 1.96-1.98, TD3 1.82-1.91; knob: PPO ~1.95, SAC ~1.97, TD3 1.98-1.995).
 """
 
 from __future__ import annotations
@@ -271,7 +275,10 @@ def test_quality_reward_terms_equal_the_metrics_by_hand(corpus, stoi_w, estoi_w,
     """The reward of each step, recomputed from scratch: the audio by ``hear_vec.ops.denoise``
     of the previous audio with the step's method and knobs, SI-SDR by ``hear_vec.metrics.si_sdr``
     and STOI / ESTOI by ``hear_vec.metrics.stoi`` against the clean segment; the quality terms
-    are taken on measuring steps against the last measured value (the noisy one at first)."""
+    are taken on measuring steps against the last measured value (the noisy one at first).
+    Checked to fail (locally, reverted): with the STOI / ESTOI weights swapped in
+    ``transition.step`` (all three cases) and with the schedule measuring every
+    ``quality_interval + 1`` steps (the two cases with an interval)."""
     scale = 4.0
     env = DenoiseEnv(corpus, num_envs=3, max_steps=3, reward_scale=scale, stoi_weight=stoi_w,
                      estoi_weight=estoi_w, quality_interval=interval, segment_seconds=1.0,
@@ -350,7 +357,8 @@ def test_ddp_averages_gradients_and_counts_both_ranks(tmp_path):
     """2 CPU ranks (gloo), different data on each: after one update the parameters equal a
     single-process update on the mean of the two ranks' gradients (the mean of the two
     single-process updates, the step being linear in the gradient) and differ from the update
-    on their sum; the global step counts both ranks' transitions."""
+    on their sum; the global step counts both ranks' transitions. Checked to fail (locally,
+    reverted) with ``average_gradients`` summing (its division by the world size removed)."""
     import torch.multiprocessing as mp
 
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
