@@ -23,13 +23,16 @@ No seed is evaluated more than once.
 How the learning tests were checked to fail (locally, reverted, never committed):
 - PPO with zeroed advantages (``adv = adv * 0`` in ``PPO._minibatch_impl``): both PPO tests
   fail (0 of 3 seeds reach the bar).
-- SAC / TD3 without bootstrapping (the critic target ``reward`` alone, i.e. the next-state
-  value multiplied by 0): the delayed-choice tests fail for both (the knob task, one step
-  long, does not depend on bootstrapping and is not meant to catch this).
-- constant knobs (the actor's knob mean computed from a zeroed observation): the knob tests
-  fail for PPO, SAC and TD3 (the best such policy scores 1.8 < 1.9).
-- ``gamma=0`` (no credit over steps, a config-level stand-in for a learner that drops
-  multi-step credit): the delayed-choice tests fail for PPO, SAC and TD3.
+- ``gamma=0`` (no credit over steps): for SAC / TD3 this makes the critic target
+  ``reward`` alone, i.e. a critic that does not bootstrap; for PPO, returns that stop at one
+  step. The delayed-choice tests fail for PPO, SAC and TD3 (the knob task, one step long,
+  does not depend on bootstrapping and is not meant to catch this).
+- constant knobs (the actors' knob outputs replaced by their mean over the batch, so that
+  they no longer depend on the observation; ``HybridGaussianActor`` and
+  ``HybridDeterministicActor`` monkeypatched): the knob tests fail for PPO, SAC and TD3 (the
+  best such policy scores 1.8 < 1.9).
+The zeroed advantages were a monkeypatch of ``PPO._gae_impl`` (advantages zeroed after the
+returns were computed, so the critic still learns).
 Measured (CPU, 1 thread): zeroed PPO advantages 0/3 seeds on both tasks (delayed ~1.13,
 knob ~1.21); gamma=0 0/3 for PPO (0.78-1.12), SAC (1.07-1.45), TD3 (~1.15); constant knobs
 0/3 for PPO, SAC, TD3 (1.79-1.80, the analytic 1.8). Unbroken: 3/3 everywhere (delayed: PPO
@@ -204,8 +207,8 @@ def _assert_most_seeds_reach(task: str, algo: str) -> None:
 # ----------------------------------------------------------------------- 1. delayed reward
 @pytest.mark.parametrize("algo", ["ppo", "sac", "td3"])
 def test_delayed_reward_task_reaches_90_percent_of_optimum(algo):
-    """Bar 1.8 = 90 % of the optimum 2 (random ~1.0). Fails with zeroed PPO advantages, with
-    SAC / TD3 critic targets that do not bootstrap, and with gamma=0 (module docstring)."""
+    """Bar 1.8 = 90 % of the optimum 2 (random ~1.0). Fails with zeroed PPO advantages and
+    with gamma=0, i.e. SAC / TD3 critic targets that do not bootstrap (module docstring)."""
     _assert_most_seeds_reach("delayed", algo)
 
 
@@ -236,7 +239,7 @@ def test_delayed_reward_task_known_values():
 @pytest.mark.parametrize("algo", ["ppo", "sac", "td3"])
 def test_knob_task_beats_every_constant_knob_policy(algo):
     """Bar 1.9 > 1.8 = the best constant-knob policy (analytic, module docstring). Fails with
-    knobs computed from a zeroed observation and with zeroed PPO advantages."""
+    observation-independent (batch-mean) knobs and with zeroed PPO advantages."""
     _assert_most_seeds_reach("knob", algo)
 
 
