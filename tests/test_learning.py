@@ -21,8 +21,9 @@ least 2 of 3 seeds (seeds 0, 1, 2 for torch, the training env and, +1000, the ev
 No seed is evaluated more than once.
 
 How the learning tests were checked to fail (locally, reverted, never committed):
-- PPO with zeroed advantages (``adv = adv * 0`` in ``PPO._minibatch_impl``): both PPO tests
-  fail (0 of 3 seeds reach the bar).
+- PPO with zeroed advantages (a monkeypatch of ``PPO._gae_impl`` zeroing ``buf_adv`` after
+  the returns were computed, so the critic still learns): both PPO tests fail (0 of 3 seeds
+  reach the bar).
 - ``gamma=0`` (no credit over steps): for SAC / TD3 this makes the critic target
   ``reward`` alone, i.e. a critic that does not bootstrap; for PPO, returns that stop at one
   step. The delayed-choice tests fail for PPO, SAC and TD3 (the knob task, one step long,
@@ -31,8 +32,6 @@ How the learning tests were checked to fail (locally, reverted, never committed)
   they no longer depend on the observation; ``HybridGaussianActor`` and
   ``HybridDeterministicActor`` monkeypatched): the knob tests fail for PPO, SAC and TD3 (the
   best such policy scores 1.8 < 1.9).
-The zeroed advantages were a monkeypatch of ``PPO._gae_impl`` (advantages zeroed after the
-returns were computed, so the critic still learns).
 Measured (CPU, 1 thread): zeroed PPO advantages 0/3 seeds on both tasks (delayed ~1.13,
 knob ~1.21); gamma=0 0/3 for PPO (0.78-1.12), SAC (1.07-1.45), TD3 (~1.15); constant knobs
 0/3 for PPO, SAC, TD3 (1.79-1.80, the analytic 1.8). Unbroken: 3/3 everywhere (delayed: PPO
