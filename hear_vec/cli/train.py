@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hear_vec.agents.common import NonFiniteLossError
+from hear_vec.agents import NonFiniteLossError
 from hear_vec.checkpoint import CheckpointError
 from hear_vec.cli.common import OneLineParser
 from hear_vec.config_flags import SuggestingParserMixin, add_dataclass_flags
 from hear_vec.training import FLAG_GROUPS, RunConfig, TrainingInterrupted, run
 
 __all__ = ["build_parser", "config_from_args", "main"]
+
 
 class _Parser(SuggestingParserMixin, OneLineParser):
     """One-line errors; a misspelt flag names the nearest one."""
