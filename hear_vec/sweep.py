@@ -8,8 +8,11 @@ The config is the seed's JSON::
          "sweep_params": {"actor_lr": [1e-4, 3e-4], "entropy_coef": [0.0, 0.01]}}
     ]}
 
-Keys are train.py flags, with underscores or dashes. The grid of an experiment is the
-product of its ``sweep_params`` lists (in the order given; an empty dict is one run).
+Keys are train.py flags (= :class:`~hear_vec.training.RunConfig` fields, learner fields
+included), with underscores or dashes; an unknown key is an error naming the nearest flag,
+and a learner field of another algorithm (``clip_range`` in a sac experiment) is an error.
+The grid of an experiment is the product of its ``sweep_params`` lists (in the order given;
+an empty dict is one run).
 Combination ``idx`` runs into ``<output-root>/<name>/<idx>_<timestamp>/`` exactly as
 ``train.py`` would (args.json, checkpoint.pt, model.pt, metrics.json, TensorBoard events).
 
@@ -26,7 +29,7 @@ import itertools
 import json
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +38,12 @@ import pandas as pd
 from hear_vec._text import first_line
 from hear_vec.agents import NonFiniteLossError
 from hear_vec.checkpoint import CheckpointError
-from hear_vec.training import ALGOS, RunConfig, TrainingInterrupted, run
+from hear_vec.config_flags import check_algo_keys, check_keys
+from hear_vec.training import ALGOS, RUN_FIELDS, RunConfig, TrainingInterrupted, run
 
 __all__ = ["Combination", "load_sweep", "plan", "run_sweep"]
 
-_FIELDS = {f.name for f in fields(RunConfig)} - {"extra"}
+_FIELDS = tuple(name for name in RUN_FIELDS if name not in ("log_dir", "resume"))
 
 
 class Combination(dict):
@@ -50,16 +54,22 @@ def _normalize_key(key: str) -> str:
     return key.strip().lstrip("-").replace("-", "_")
 
 
-def _check_args(where: str, values: dict[str, Any]) -> dict[str, Any]:
+def _check_args(where: str, values: dict[str, Any], algo: str | None = None) -> dict[str, Any]:
+    """Keys as RunConfig fields; an unknown key names the nearest one, and a learner field of
+    another algorithm than ``algo`` is an error."""
     out = {}
     for key, value in values.items():
         name = _normalize_key(key)
-        if name not in _FIELDS:
-            raise ValueError(f"{where}: unknown train.py flag {key!r}")
         if name in ("log_dir", "resume"):
             raise ValueError(f"{where}: {key!r} is set by the sweep itself")
+        check_keys([name], _FIELDS, where, what="train.py flag")
         out[name] = tuple(value) if isinstance(value, list) and name in (
             "snr_range", "hidden_dims") else value
+    if algo is not None:
+        try:
+            check_algo_keys(algo, [k for k, v in out.items() if v is not None])
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
     return out
 
 
@@ -90,8 +100,8 @@ def load_sweep(path: str | Path) -> list[dict[str, Any]]:
                 isinstance(v, list) and v for v in sweep.values()):
             raise ValueError(f"{path}: experiment {exp['name']!r}: sweep_params must map flags "
                              "to non-empty lists")
-        _check_args(f"{path}: {exp['name']}", exp.get("base_args", {}) or {})
-        _check_args(f"{path}: {exp['name']}", {k: v[0] for k, v in sweep.items()})
+        _check_args(f"{path}: {exp['name']}", exp.get("base_args", {}) or {}, algo)
+        _check_args(f"{path}: {exp['name']}", {k: v[0] for k, v in sweep.items()}, algo)
     return experiments
 
 
@@ -121,7 +131,7 @@ def _existing_run(exp_dir: Path, idx: int, values: dict[str, Any]) -> tuple[Path
             saved = json.loads(args_file.read_text())
         except json.JSONDecodeError:
             continue
-        expected = asdict(RunConfig(**values))
+        expected = asdict(RunConfig.from_dict(values))
         same = all(json.dumps(saved.get(k)) == json.dumps(_jsonable(expected[k]))
                    for k in expected if k not in ("log_dir", "resume", "progress"))
         if not same:
@@ -167,8 +177,8 @@ def run_sweep(config: str | Path, output_root: str | Path = "runs/experiments",
             if folder is None:
                 folder = exp_dir / f"{combo['idx']}_{time.strftime('%Y%m%d-%H%M%S')}"
             print(f"{'resume' if resume else 'run':6s} {label} -> {folder}", flush=True)
-            cfg = RunConfig(**{**combo["values"], "log_dir": str(folder), "resume": resume,
-                               "progress": progress})
+            cfg = RunConfig.from_dict({**combo["values"], "log_dir": str(folder),
+                                       "resume": resume, "progress": progress})
             try:
                 run(cfg)
                 status = "done"

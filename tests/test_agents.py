@@ -406,8 +406,10 @@ def test_replay_grows_keeping_rows_oldest_first():
 
 
 def test_make_config_keeps_the_algorithms_fields():
-    cfg = make_config("td3", {"policy_delay": 3, "clip_range": 0.1, "hidden_dims": [8, 8]})
+    cfg = make_config("td3", {"policy_delay": 3, "clip_range": None, "hidden_dims": [8, 8]})
     assert isinstance(cfg, TD3Config) and cfg.policy_delay == 3 and cfg.hidden_dims == (8, 8)
+    with pytest.raises(ValueError, match="ppo setting"):  # tests/test_config.py: the rest
+        make_config("td3", {"clip_range": 0.1})
     with pytest.raises(ValueError, match="unknown algo"):
         make_config("dqn")
 
