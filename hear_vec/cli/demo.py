@@ -1,12 +1,14 @@
-"""The main job on the built-in default (``make demo``): train a small PPO agent on the
-synthetic corpus, then denoise a freshly generated noisy folder with it and print SI-SDR /
-STOI / ESTOI before and after.
+"""The main job on the built-in default (``make demo``): generate a noisy folder, denoise it
+with the packaged pretrained agent (``hear_vec/pretrained/model.pt``), then train a small PPO
+agent of its own on the synthetic corpus, denoise the same folder with it and print SI-SDR /
+STOI / ESTOI before and after for both.
 
-    python -m hear_vec.demo [--out demo_out] [--steps N] [--device auto]
+    python -m hear_vec.demo [--out demo_out] [--steps N] [--device auto] [--no-pretrained]
 
-Writes ``<out>/agent`` (train.py's log dir: model.pt, checkpoint.pt, metrics.json,
-TensorBoard events), ``<out>/data`` (a generated corpus in the seed's layout: clean/, noisy/,
-meta.csv — from a different random stream than the training corpus), ``<out>/denoised`` and
+Writes ``<out>/data`` (a generated corpus in the seed's layout: clean/, noisy/, meta.csv — from
+a different random stream than the training corpus), ``<out>/pretrained`` and
+``<out>/pretrained_metrics.csv`` (the packaged agent's output), ``<out>/agent`` (train.py's log
+dir: model.pt, checkpoint.pt, metrics.json, TensorBoard events), ``<out>/denoised`` and
 ``<out>/metrics.csv``. A second run reuses the trained agent (``--retrain`` trains again).
 """
 
@@ -22,6 +24,7 @@ import pandas as pd
 from hear_vec.cli.common import OneLineParser, first_line, resolve_device
 from hear_vec.cli.infer import main as infer_main
 from hear_vec.data.demo import write_demo_corpus
+from hear_vec.pretrained import PRETRAINED_MODEL
 from hear_vec.training import RunConfig, TrainingInterrupted, run
 
 __all__ = ["main"]
@@ -38,7 +41,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--retrain", action="store_true", help="train again even if a model exists")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                   help="skip denoising with the packaged pretrained agent")
     return p
+
+
+def _denoise(model: Path, data: Path, output: Path, metrics_csv: Path, device: str) -> int:
+    """infer.py on ``data/noisy`` scored against ``data/clean``; prints the means."""
+    code = infer_main(["--checkpoint", str(model), "--input", str(data / "noisy"),
+                       "--output", str(output), "--clean", str(data / "clean"),
+                       "--metrics-csv", str(metrics_csv), "--device", device, "--overwrite"])
+    if code != 0 or not metrics_csv.is_file():
+        return code or 1
+    table = pd.read_csv(metrics_csv)
+    print(f"      mean over {len(table)} files (before -> after):")
+    for name in ("si_sdr", "stoi", "estoi"):
+        before, after = table[f"{name}_before"].mean(), table[f"{name}_after"].mean()
+        unit = " dB" if name == "si_sdr" else ""
+        print(f"        {name.upper():7s} {before:7.3f}{unit} -> {after:7.3f}{unit} "
+              f"({after - before:+.3f})")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,8 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     model = agent_dir / "model.pt"
     if args.retrain and agent_dir.exists():
         shutil.rmtree(agent_dir)
+    data = out / "data"
+    print(f"[1/4] generating {args.files} noisy/clean pairs -> {data}", flush=True)
+    write_demo_corpus(data, n=args.files, seed=args.seed + 1, overwrite=True)
+    if args.pretrained:
+        print(f"[2/4] denoising with the packaged pretrained agent -> {out / 'pretrained'}",
+              flush=True)
+        code = _denoise(PRETRAINED_MODEL, data, out / "pretrained",
+                        out / "pretrained_metrics.csv", str(device))
+        if code != 0:
+            return code
+    else:
+        print("[2/4] skipped (--no-pretrained)")
     if not model.is_file():
-        print(f"[1/3] training PPO on the built-in synthetic corpus: {steps} transitions, "
+        print(f"[3/4] training PPO on the built-in synthetic corpus: {steps} transitions, "
               f"{num_envs} environments on {device} -> {agent_dir}", flush=True)
         cfg = RunConfig(algo="ppo", total_steps=steps, num_envs=num_envs, device=str(device),
                         seed=args.seed, log_dir=str(agent_dir), eval_interval=steps // 2,
@@ -71,27 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"      validation: SI-SDR gain {final['si_sdr_gain']:+.2f} dB, "
               f"STOI gain {final.get('stoi_gain', float('nan')):+.3f}")
     else:
-        print(f"[1/3] reusing the trained agent {model} (--retrain to train again)")
-    data = out / "data"
-    print(f"[2/3] generating {args.files} noisy/clean pairs -> {data}", flush=True)
-    write_demo_corpus(data, n=args.files, seed=args.seed + 1, overwrite=True)
-    print(f"[3/3] denoising {data / 'noisy'} -> {out / 'denoised'}", flush=True)
+        print(f"[3/4] reusing the trained agent {model} (--retrain to train again)")
+    print(f"[4/4] denoising with it -> {out / 'denoised'}", flush=True)
     metrics_csv = out / "metrics.csv"
-    code = infer_main(["--checkpoint", str(model), "--input", str(data / "noisy"),
-                       "--output", str(out / "denoised"), "--clean", str(data / "clean"),
-                       "--metrics-csv", str(metrics_csv), "--device", str(device),
-                       "--overwrite"])
-    if code != 0 or not metrics_csv.is_file():
-        return code or 1
-    table = pd.read_csv(metrics_csv)
-    print()
-    print(f"mean over {len(table)} files (before -> after):")
-    for name in ("si_sdr", "stoi", "estoi"):
-        before, after = table[f"{name}_before"].mean(), table[f"{name}_after"].mean()
-        unit = " dB" if name == "si_sdr" else ""
-        print(f"  {name.upper():7s} {before:7.3f}{unit} -> {after:7.3f}{unit} "
-              f"({after - before:+.3f})")
-    print(f"denoised audio in {out / 'denoised'}; per-file metrics in {metrics_csv}")
+    code = _denoise(model, data, out / "denoised", metrics_csv, str(device))
+    if code != 0:
+        return code
+    print(f"denoised audio in {out / 'pretrained'} and {out / 'denoised'}; per-file metrics in "
+          f"{out / 'pretrained_metrics.csv'} and {metrics_csv}")
     return 0
 
 
