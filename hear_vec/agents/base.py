@@ -24,6 +24,9 @@ read-back, and every network parameter) and raise :class:`NonFiniteLossError`.
 
 Step counters and the ``*_steps`` config fields count transitions of all ranks together;
 read-backs are averaged across ranks (see :mod:`hear_vec.agents.optim` for the gradients).
+
+Why one module (~420 lines): :class:`LearnerBase`'s helpers (env step, read-back, state dicts)
+share its counters, trackers and accumulators; the protocols beside it are what it checks.
 """
 
 from __future__ import annotations
