@@ -224,7 +224,7 @@ def run_setting(args: argparse.Namespace, num_envs: int) -> dict[str, Any]:
                     return policy(o, False)
 
                 if args.cudagraphs and device.type == "cuda":
-                    from hear_vec.agents.common import CudaGraphFn
+                    from hear_vec.agents.optim import CudaGraphFn
 
                     act: Callable[[torch.Tensor], torch.Tensor] = CudaGraphFn(sample)
                 else:
