@@ -115,9 +115,14 @@ def render(payload: dict[str, Any]) -> str:
     if any(len(r["sps_logged"]) < 2 for r in ok.values()):
         lines += ["", "A run with one log has one SPS value: the whole run, warm-up included "
                   "(a longer --total-steps gives more logs)."]
-    if 1 in ok and 2 in ok and ok[1]["sps_median"]:
-        lines += ["", f"--env-workers 2 / --env-workers 1 (median logged SPS): "
-                  f"{ok[2]['sps_median'] / ok[1]['sps_median']:.2f}x"]
+    sps: dict[int, list[float]] = {}
+    for r in payload["results"]:
+        if "error" not in r and r["sps_median"]:
+            sps.setdefault(r["env_workers"], []).append(r["sps_median"])
+    if 1 in sps and 2 in sps:
+        one, two = statistics.median(sps[1]), statistics.median(sps[2])
+        lines += ["", f"--env-workers 2 / --env-workers 1 (median over runs of the median "
+                  f"logged SPS): {two:.1f} / {one:.1f} = {two / one:.2f}x"]
     return "\n".join(lines) + "\n"
 
 
