@@ -260,3 +260,27 @@ def test_floor_features_are_gain_invariant_batch_consistent_and_track_snr():
     both = floor_features(power(torch.cat([padded, x[1:]])), torch.tensor([12000, n]))
     torch.testing.assert_close(both[:1], one, atol=1e-4, rtol=0)
     torch.testing.assert_close(both[1:], f[1:], atol=1e-4, rtol=0)
+
+
+def test_cached_constants_made_under_inference_mode_are_not_inference_tensors(monkeypatch):
+    """infer.py runs under torch.inference_mode; the filterbanks, wavelet filters and STOI
+    tables it caches must still work for a later grad-mode caller (training after inference
+    in one process: `make demo`)."""
+    import importlib
+
+    extract = importlib.import_module("hear_vec.features.extract")
+    stoi_tables = importlib.import_module("hear_vec.metrics.stoi_tables")
+    wavelet = importlib.import_module("hear_vec.ops.wavelet")  # the module, not the function
+
+    monkeypatch.setattr(extract, "_FBANK_CACHE", {})
+    monkeypatch.setattr(wavelet, "_filter_cache", {})
+    monkeypatch.setattr(stoi_tables, "_TABLES", {})
+    x = torch.randn(2, 16000)
+    with torch.inference_mode():
+        fb = extract.mel_filterbank()
+        w, ws = wavelet._weight(x), wavelet._synthesis_weight(x)
+        table = stoi_tables._table("hanning", torch.device("cpu"), torch.float32)
+    assert not any(t.is_inference() for t in (fb, w, ws, table))
+    assert not any(t.is_inference() for t in (*extract._FBANK_CACHE.values(),
+                                              *wavelet._filter_cache.values(),
+                                              *stoi_tables._TABLES.values()))

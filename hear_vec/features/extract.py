@@ -157,7 +157,10 @@ def mel_filterbank(sample_rate: int = 16000, n_fft: int = N_FFT, n_mels: int = N
     fb = _FBANK_CACHE.get(key)
     if fb is None:
         table = _mel_filterbank_np(int(sample_rate), int(n_fft), int(n_mels))
-        fb = torch.tensor(table, dtype=dtype, device=device)
+        # a cached constant must not be an inference tensor (one made under infer.py's
+        # inference_mode would break a later grad-mode caller that saves it for backward)
+        with torch.inference_mode(False):
+            fb = torch.tensor(table, dtype=dtype, device=device)
         _FBANK_CACHE[key] = fb
     return fb
 

@@ -132,6 +132,7 @@ def _table(name: str, device: torch.device, dtype: torch.dtype) -> Tensor:
     key = (name, device, dtype)
     table = _TABLES.get(key)
     if table is None:
-        table = torch.tensor(_table_values(name), dtype=dtype, device=device)
+        with torch.inference_mode(False):  # never cache an inference tensor
+            table = torch.tensor(_table_values(name), dtype=dtype, device=device)
         _TABLES[key] = table
     return table

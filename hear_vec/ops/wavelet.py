@@ -52,6 +52,15 @@ _SHIFT = 8  # a[k] reads x[(2k + 8 - n) mod P]
 _filter_cache: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
 
+def _not_inference(t: Tensor) -> Tensor:
+    """A copy of ``t`` that is not an inference tensor (for the cache: one made under
+    ``torch.inference_mode`` would break a later grad-mode caller)."""
+    if not t.is_inference():
+        return t
+    with torch.inference_mode(False):
+        return t.clone()
+
+
 def _weight(like: Tensor) -> Tensor:
     """conv weight (2, 1, 16): flipped (lo, hi), so conv1d computes sum_n h[n] x[2k + 15 - n]."""
     key = (like.device, like.dtype)
@@ -61,7 +70,7 @@ def _weight(like: Tensor) -> Tensor:
         w = torch.tensor([DB8_DEC_LO[::-1], hi[::-1]], dtype=like.dtype, device=like.device)
         w = w.unsqueeze(1)
         if not torch.compiler.is_compiling():  # a cache write inside a graph would re-guard
-            _filter_cache[key] = w
+            _filter_cache[key] = w = _not_inference(w)
     return w
 
 
@@ -93,7 +102,7 @@ def _synthesis_weight(like: Tensor) -> Tensor:
         u = torch.arange(_TAPS // 2, device=like.device)
         w = torch.stack([base[:, 2 * (_TAPS // 2 - 1 - u) + p] for p in range(2)])  # (2, 2, 8)
         if not torch.compiler.is_compiling():
-            _filter_cache[key] = w
+            _filter_cache[key] = w = _not_inference(w)
     return w
 
 
