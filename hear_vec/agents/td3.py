@@ -43,8 +43,9 @@ from hear_vec.agents.base import LearnerBase, VecEnv
 from hear_vec.agents.config import OffPolicyConfig
 from hear_vec.agents.distributions import gather_method
 from hear_vec.agents.networks import HybridQEnsemble, KnobScaler, copy_module, mlp
+from hear_vec.agents.off_policy import collect_step, prepare_replay
 from hear_vec.agents.optim import make_adam
-from hear_vec.agents.replay import ReplayBuffer, ensure_replay, replay_capacity
+from hear_vec.agents.replay import ReplayBuffer
 from hear_vec.env.spaces import ActionSpec
 
 __all__ = ["TD3Config", "HybridDeterministicActor", "TD3Policy", "TD3", "load_policy"]
@@ -213,28 +214,10 @@ class TD3(LearnerBase):
         """Runs until ``global_step >= total_steps`` (env transitions, all envs and ranks)."""
         self._begin(total_steps, hooks)
         cfg = self.config
-        capacity = replay_capacity(cfg.replay_size, total_steps, self.world_size, self.num_envs)
-        self.replay, grown = ensure_replay(
-            self.replay, capacity, self.num_envs, self.obs_dim, self.num_knobs, self.device
-        )
-        if grown:  # captured graphs read the old tensors
-            self._build_step_fns()
-        replay = self.replay
+        replay = prepare_replay(self, total_steps)
         while self.global_step < total_steps:
             prev = self.global_step
-            obs = self._obs
-            assert obs is not None
-            if self.global_step < cfg.random_steps:
-                n = self.num_envs
-                method = torch.randint(0, self.num_methods, (n,), device=self.device)
-                x = torch.rand(n, self.num_knobs, device=self.device) * 2 - 1
-            else:
-                method, x = self._explore_fn(obs)
-                method, x = method.clone(), x.clone()  # graph outputs are overwritten
-            next_obs, reward, term, _, true_next = self._env_step(self.knobs.action(method, x))
-            replay.add(obs, method, x, reward, true_next, term)
-            self._obs = next_obs
-            self.global_step += self.steps_per_iteration
+            collect_step(self, replay)
             if replay.size >= self._learning_starts:
                 for _ in range(cfg.updates_per_step):
                     idx = replay.sample_idx(cfg.batch_size)
