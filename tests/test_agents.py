@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from torch.distributions.transforms import AffineTransform, TanhTransform
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import CUDA  # noqa: E402
+from conftest import CUDA, free_port  # noqa: E402
 from toy_envs import HybridContextEnv, NaNRewardEnv, PendulumEnv  # noqa: E402
 
 from hear_vec.agents import ActionSpec, NonFiniteLossError, load_policy, make_config  # noqa: E402
@@ -499,17 +498,12 @@ def _ddp_worker(rank: int, world: int, port: int, algo: str, out_dir: str) -> No
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_two_ranks_stay_in_sync(tmp_path):
     import torch.multiprocessing as mp
 
-    mp.spawn(_ddp_worker, args=(2, _free_port(), "sac", str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), "sac", str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     # rank 0's initial weights broadcast, then identical averaged updates

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conftest import free_port  # noqa: E402
 
 from hear_vec.agents import LEARNERS, ActionSpec, make_config  # noqa: E402
 from hear_vec.data import SyntheticCorpus  # noqa: E402
@@ -349,11 +350,6 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_ddp_averages_gradients_and_counts_both_ranks(tmp_path):
     """2 CPU ranks (gloo), different data on each: after one update the parameters equal a
@@ -363,7 +359,7 @@ def test_ddp_averages_gradients_and_counts_both_ranks(tmp_path):
     reverted) with ``average_gradients`` summing (its division by the world size removed)."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     single = [_one_ppo_iteration(r, 1) for r in range(2)]  # each rank's data alone
     d0, d1 = single[0]["delta"], single[1]["delta"]
