@@ -8,11 +8,14 @@
 Every (utterance, noise) pair of the given folders (excluded speakers / noises left out, e.g.
 a final test split) is mixed at a grid of SNRs (whole utterances, at most --max-seconds, a
 seeded noise offset). Each clip is denoised once by the mmse_lsa estimator
-(hear_vec.ops.mmse_lsa; strength 1, textbook decision-directed smoothing 0.98) with four
+(hear_vec.ops.mmse_lsa; strength 1, textbook decision-directed smoothing 0.98) with five
 noise-PSD estimates lambda[f, n]:
 
-  estimated    what hear_vec.ops.mmse_lsa uses: the bias-corrected 20th percentile of |X|
-               over the clip's frames, per bin (no clean speech needed);
+  estimated    the static start of hear_vec.ops.mmse_lsa's estimate (what it used alone
+               before the track): the bias-corrected 20th percentile of |X| over the clip's
+               frames, per bin (no clean speech needed);
+  spp tracking what hear_vec.ops.mmse_lsa uses: that start tracked over frames by speech
+               presence probability (hear_vec.ops.noise_tracker, Gerkmann & Hendriks 2012);
   oracle static      the mean over frames of the true noise's |N|^2, per bin;
   oracle tracking    the true noise's |N|^2 recursively smoothed over frames
                      (lambda_n = 0.9 lambda_{n-1} + 0.1 |N_n|^2);
@@ -44,8 +47,11 @@ from hear_vec.data.bank import mix_at_snr  # noqa: E402
 from hear_vec.metrics import si_sdr  # noqa: E402
 from hear_vec.ops._common import analyze, quantile, synthesize  # noqa: E402
 from hear_vec.ops.mmse_lsa import NOISE_QUANTILE, XI_MIN, lsa_gain  # noqa: E402
+from hear_vec.ops.noise_tracker import spp_noise_track  # noqa: E402
 
-SMOOTHING = 0.98  # decision-directed a (m = 8/9 in hear_vec's knob)
+SMOOTHING = 0.98
+ESTIMATORS = ("estimated", "spp tracking", "oracle static", "oracle tracking",
+              "oracle tracking x2")  # decision-directed a (m = 8/9 in hear_vec's knob)
 
 
 def lsa_with_noise(spec, noise: torch.Tensor) -> torch.Tensor:
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snrs", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0, 15.0])
     p.add_argument("--max-seconds", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), choices=ESTIMATORS)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
               if f.stem not in drop_noise]
     rng = np.random.default_rng(args.seed)
     limit = int(args.max_seconds * 16000)
-    estimators = ("estimated", "oracle static", "oracle tracking", "oracle tracking x2")
+    estimators = tuple(args.estimators)
     rows: list[dict] = []
     start = time.perf_counter()
     with torch.inference_mode():
@@ -117,16 +124,18 @@ def main(argv: list[str] | None = None) -> int:
                     n_spec = dsp.stft(noise)
                     n_power = n_spec.real.square() + n_spec.imag.square()
                     q = quantile(spec, NOISE_QUANTILE)
+                    static = q.square() / -math.log1p(-NOISE_QUANTILE)
                     lambdas = {
-                        "estimated": q.square() / -math.log1p(-NOISE_QUANTILE),
-                        "oracle static": n_power.mean(-1, keepdim=True),
-                        "oracle tracking": tracked(n_power),
-                        "oracle tracking x2": 2.0 * tracked(n_power),
+                        "estimated": lambda: static,
+                        "spp tracking": lambda: spp_noise_track(spec.mag.square(), static),
+                        "oracle static": lambda: n_power.mean(-1, keepdim=True),
+                        "oracle tracking": lambda: tracked(n_power),
+                        "oracle tracking x2": lambda: 2.0 * tracked(n_power),
                     }
                     base = float(si_sdr(noisy, clean))
                     row = {"utterance": u.stem, "noise": z.stem, "snr_db": snr}
                     for name in estimators:
-                        y = synthesize(noisy, spec, lsa_with_noise(spec, lambdas[name]), None)
+                        y = synthesize(noisy, spec, lsa_with_noise(spec, lambdas[name]()), None)
                         row[name] = float(si_sdr(y, clean)) - base
                     rows.append(row)
     seconds = time.perf_counter() - start
