@@ -75,6 +75,18 @@ def lsa_with_noise(spec, noise: torch.Tensor) -> torch.Tensor:
     return gains
 
 
+def noise_estimate(name: str, spec, static: torch.Tensor, n_power: torch.Tensor
+                   ) -> torch.Tensor:
+    """The noise PSD named ``name`` (module docstring) for one clip."""
+    if name == "estimated":
+        return static
+    if name == "spp tracking":
+        return spp_noise_track(spec.mag.square(), static)
+    if name == "oracle static":
+        return n_power.mean(-1, keepdim=True)
+    return (2.0 if name == "oracle tracking x2" else 1.0) * tracked(n_power)
+
+
 def tracked(power: torch.Tensor, a: float = 0.9) -> torch.Tensor:
     out = torch.empty_like(power)
     acc = power.mean(-1)
@@ -125,17 +137,11 @@ def main(argv: list[str] | None = None) -> int:
                     n_power = n_spec.real.square() + n_spec.imag.square()
                     q = quantile(spec, NOISE_QUANTILE)
                     static = q.square() / -math.log1p(-NOISE_QUANTILE)
-                    lambdas = {
-                        "estimated": lambda: static,
-                        "spp tracking": lambda: spp_noise_track(spec.mag.square(), static),
-                        "oracle static": lambda: n_power.mean(-1, keepdim=True),
-                        "oracle tracking": lambda: tracked(n_power),
-                        "oracle tracking x2": lambda: 2.0 * tracked(n_power),
-                    }
                     base = float(si_sdr(noisy, clean))
                     row = {"utterance": u.stem, "noise": z.stem, "snr_db": snr}
                     for name in estimators:
-                        y = synthesize(noisy, spec, lsa_with_noise(spec, lambdas[name]()), None)
+                        noise_psd = noise_estimate(name, spec, static, n_power)
+                        y = synthesize(noisy, spec, lsa_with_noise(spec, noise_psd), None)
                         row[name] = float(si_sdr(y, clean)) - base
                     rows.append(row)
     seconds = time.perf_counter() - start
