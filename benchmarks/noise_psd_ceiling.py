@@ -11,11 +11,11 @@ seeded noise offset). Each clip is denoised once by the mmse_lsa estimator
 (hear_vec.ops.mmse_lsa; strength 1, textbook decision-directed smoothing 0.98) with five
 noise-PSD estimates lambda[f, n]:
 
-  estimated    the static start of hear_vec.ops.mmse_lsa's estimate (what it used alone
-               before the track): the bias-corrected 20th percentile of |X| over the clip's
-               frames, per bin (no clean speech needed);
-  spp tracking what hear_vec.ops.mmse_lsa uses: that start tracked over frames by speech
-               presence probability (hear_vec.ops.noise_tracker, Gerkmann & Hendriks 2012);
+  estimated    what hear_vec.ops.mmse_lsa uses: the bias-corrected 20th percentile of |X|
+               over the clip's frames, per bin (no clean speech needed);
+  spp tracking that estimate tracked over frames by speech presence probability
+               (hear_vec.ops.noise_tracker, Gerkmann & Hendriks 2012; not adopted by
+               mmse_lsa, see benchmarks/results/noise_track_trial.md);
   oracle static      the mean over frames of the true noise's |N|^2, per bin;
   oracle tracking    the true noise's |N|^2 recursively smoothed over frames
                      (lambda_n = 0.9 lambda_{n-1} + 0.1 |N_n|^2);
@@ -54,9 +54,9 @@ ESTIMATORS = ("estimated", "spp tracking", "oracle static", "oracle tracking",
               "oracle tracking x2")  # decision-directed a (m = 8/9 in hear_vec's knob)
 
 
-def lsa_with_noise(spec, noise: torch.Tensor) -> torch.Tensor:
+def lsa_with_noise(spec, noise: torch.Tensor, smoothing: float = SMOOTHING) -> torch.Tensor:
     """Decision-directed LSA gain (B, F, N) of the analysis ``spec`` for a noise PSD (B, F, N)
-    or (B, F, 1): the recursion of hear_vec.ops.mmse_lsa with a = 0.98, strength 1."""
+    or (B, F, 1): the recursion of hear_vec.ops.mmse_lsa with a = ``smoothing``, strength 1."""
     power = spec.mag.square()
     noise = noise.expand_as(power).clamp_min(1e-10 * float(power.mean()) + 1e-30)
     gamma = (power / noise).clamp_max(1e12)
@@ -67,7 +67,7 @@ def lsa_with_noise(spec, noise: torch.Tensor) -> torch.Tensor:
         if prev is None:
             xi = (g_n - 1.0).clamp_min(XI_MIN)
         else:
-            xi = (SMOOTHING * prev + (1 - SMOOTHING) * (g_n - 1.0).clamp_min(0.0)).clamp_min(
+            xi = (smoothing * prev + (1 - smoothing) * (g_n - 1.0).clamp_min(0.0)).clamp_min(
                 XI_MIN)
         gain = lsa_gain(xi, g_n)
         gains[..., n] = gain
@@ -100,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clean-dir", required=True)
     p.add_argument("--noise-dir", required=True)
+    p.add_argument("--speakers", default="", help="comma-separated file-name prefixes to keep "
+                   "(default: all)")
+    p.add_argument("--noises", default="", help="comma-separated noise file stems to keep")
+    p.add_argument("--smoothing", type=float, default=SMOOTHING,
+                   help="decision-directed a of the LSA recursion (0.98 textbook; hear_vec's "
+                   "knob m gives a = 0.9 + 0.09 m)")
     p.add_argument("--exclude-speakers", default="", help="comma-separated file-name prefixes")
     p.add_argument("--exclude-noises", default="", help="comma-separated noise file stems")
     p.add_argument("--snrs", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0, 15.0])
@@ -111,10 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     drop_spk = tuple(s for s in args.exclude_speakers.split(",") if s)
     drop_noise = {s for s in args.exclude_noises.split(",") if s}
+    keep_spk = tuple(s for s in args.speakers.split(",") if s)
+    keep_noise = {s for s in args.noises.split(",") if s}
     speech = [Path(args.clean_dir) / f for f in list_audio_files(args.clean_dir)
-              if not (drop_spk and f.stem.startswith(drop_spk))]
+              if not (drop_spk and f.stem.startswith(drop_spk))
+              and (not keep_spk or f.stem.startswith(keep_spk))]
     noises = [Path(args.noise_dir) / f for f in list_audio_files(args.noise_dir)
-              if f.stem not in drop_noise]
+              if f.stem not in drop_noise and (not keep_noise or f.stem in keep_noise)]
     rng = np.random.default_rng(args.seed)
     limit = int(args.max_seconds * 16000)
     estimators = tuple(args.estimators)
@@ -141,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                     row = {"utterance": u.stem, "noise": z.stem, "snr_db": snr}
                     for name in estimators:
                         noise_psd = noise_estimate(name, spec, static, n_power)
-                        y = synthesize(noisy, spec, lsa_with_noise(spec, noise_psd), None)
+                        gain = lsa_with_noise(spec, noise_psd, args.smoothing)
+                        y = synthesize(noisy, spec, gain, None)
                         row[name] = float(si_sdr(y, clean)) - base
                     rows.append(row)
     seconds = time.perf_counter() - start

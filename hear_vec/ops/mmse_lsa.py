@@ -1,29 +1,21 @@
 """Log-spectral-amplitude MMSE estimator (Ephraim & Malah 1985) with decision-directed
 a-priori SNR.
 
-Noise PSD. A static start per bin, from the q = 0.2 quantile of |X| over the row's valid
-frames, corrected for the bias of a low quantile of Gaussian noise (|X|^2 of complex Gaussian
-noise of power lambda is exponential, so its q-quantile is -ln(1 - q) lambda):
+Noise PSD. Per bin, from the q = 0.2 quantile of |X| over the row's valid frames, corrected
+for the bias of a low quantile of Gaussian noise (|X|^2 of complex Gaussian noise of power
+lambda is exponential, so its q-quantile is -ln(1 - q) lambda):
 
-    lambda_0[f] = Q_0.2(|X[f, .]|)^2 / (-ln 0.8)
-
-then tracked over frames by speech presence probability (Gerkmann & Hendriks 2012,
-:mod:`hear_vec.ops.noise_tracker`), so that noise whose level changes within the clip (babble,
-machines switching, kitchens) is followed instead of held at one level:
-
-    lambda[f, n] = spp_noise_track(|X|^2, lambda_0)[f, n] (1 + 2 b f / (F - 1))
+    lambda[f] = Q_0.2(|X[f, .]|)^2 / (-ln 0.8) (1 + 2 b f / (F - 1))
 
 band_mix b tilts the estimate up towards high frequencies as in spectral_sub and wiener. A
 relative floor of 1e-10 x the row's mean power keeps the ratio finite without breaking scale
 invariance. (The quantile reads the same sort of |X| that spectral_sub and spectral_gate use.)
-Why a quantile start: it needs no voice-activity decision and no speech pause at the start;
+Why a quantile: it needs no voice-activity decision and no per-row selection of frames, and
 on dev audio (20 clips, each with one of the 7 noises, at 0 and 5 dB) q = 0.1, 0.2, 0.35 and
 0.5 gave the same mean SI-SDR gain within 0.15 dB; 0.2 leaves room for speech in up to ~80 %
-of a bin's frames. Why the track: on the 275 clips of ``benchmarks/noise_psd_ceiling.py``
-(training and validation speakers and noises only, -5..15 dB) the LSA gain rose from +2.80 dB
-(static quantile) to +3.18 dB (tracked), and clips made worse fell from 12 % to 7 %; the
-static estimate had been worse on every one of the 5 noises
-(``benchmarks/results/noise_psd_ceiling.md``).
+of a bin's frames. Why static: a speech-presence track of it over frames
+(:mod:`hear_vec.ops.noise_tracker`) helped on the training noises but lowered the best fixed
+chain on the validation split from +3.89 to +3.64 dB (``benchmarks/results/noise_track_trial.md``).
 
 Recursion over frames n (eager: a Python loop over the fixed frame count; under torch.compile:
 torch.scan. Per-row padded frames come after the valid ones, so they never influence them):
@@ -55,7 +47,6 @@ from torch import Tensor
 from hear_vec import _kernels
 from hear_vec.ops._common import Spec, apply_spectral, bin_tilt, knob, quantile
 from hear_vec.ops.lsa_gain import XI_MIN, _recursion, exp1, lsa_gain
-from hear_vec.ops.noise_tracker import spp_noise_track
 
 __all__ = ["mmse_lsa", "mmse_lsa_gain", "exp1", "lsa_gain", "XI_MIN", "NOISE_QUANTILE"]
 
@@ -67,10 +58,9 @@ def mmse_lsa_gain(spec: Spec, knobs: Tensor) -> Tensor:
     s, m, b = knob(knobs, 0), knob(knobs, 1), knob(knobs, 2)
     power = spec.mag.square()
     q = quantile(spec, NOISE_QUANTILE)
+    noise = q.square() / -math.log1p(-NOISE_QUANTILE) * bin_tilt(b, power.shape[-2])
     fm = spec.fmask.to(power.dtype)
     row_mean = (power * fm).sum((-2, -1), keepdim=True) / (spec.count * power.shape[-2])
-    start = torch.maximum(q.square() / -math.log1p(-NOISE_QUANTILE), 1e-10 * row_mean)
-    noise = spp_noise_track(power, start) * bin_tilt(b, power.shape[-2])
     noise = torch.maximum(noise, 1e-10 * row_mean)
     gamma = torch.where(noise > 0, power / noise.masked_fill(noise == 0, 1.0),
                         torch.zeros_like(power)).clamp_max(1e12)

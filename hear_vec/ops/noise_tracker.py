@@ -13,21 +13,26 @@ P_n = |X_n|^2 and the previous estimate lambda_{n-1}:
 
 a = 0.8 for the paper's 16 ms hop (hear_vec's hop is 256 samples = 16 ms at 16 kHz).
 The paper starts from the first frames' mean (it assumes a speech-free start); here the start
-lambda_0 is the caller's static estimate (hear_vec.ops.mmse_lsa passes its bias-corrected
-quantile), which needs no speech pause at the start of the clip.
+lambda_0 is the caller's static estimate (e.g. mmse_lsa's bias-corrected quantile), which
+needs no speech pause at the start of the clip.
+
+Not used by the operators: inside mmse_lsa it raised the LSA gain on the training noises but
+lowered the best fixed chain on the validation split from +3.89 to +3.64 dB and the pretrained
+recipe's agent from +3.80 to +3.66 dB (``benchmarks/results/noise_track_trial.md``), so
+mmse_lsa keeps its static quantile. ``benchmarks/noise_psd_ceiling.py`` uses it.
 
 On speech-free noise the estimate settles below the true power: with P / lambda_true
 exponential(1), the fixed point r = E[p r + (1 - p) P] of eqs. 8-9 is r = 0.81 lambda_true
 (-0.9 dB; computed by iterating the expectation over 2e6 draws), because large periodogram
 values are partly read as speech. No bias correction is applied: on the training and validation
-clips of ``benchmarks/noise_psd_ceiling.py`` the LSA gain rose when the track was scaled *down*
-(x 0.7: +3.35 dB, x 1: +3.18, x 1.4: +2.89), so the estimator's underestimate is not what limits it.
+clips of ``benchmarks/noise_psd_ceiling.py`` (a = 0.98) the LSA gain rose when the track was
+scaled *down* (x 0.7: +3.35 dB, x 1: +3.18, x 1.4: +2.89; measured by hand with its functions).
 
 Every step is a ratio of powers, so the track is scale invariant (X -> c X gives
 lambda -> c^2 lambda) and causal: per-row padded frames come after the valid ones and never
 influence them. Eager: a Python loop over the fixed frame count; under torch.compile:
 ``torch.scan`` of the same step. Cost: 28 ms CPU time for 64 rows x 2 s on one thread,
-of 275 ms for the whole mmse_lsa call (measured by hand with ``time.process_time``, min of 5).
+of 275 ms for a whole mmse_lsa call (measured by hand with ``time.process_time``, min of 5).
 """
 
 from __future__ import annotations
