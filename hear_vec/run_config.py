@@ -98,6 +98,8 @@ class RunConfig:
     quality_interval: int = _flag(0, "measure STOI/ESTOI every N steps and at the last (0: "
                                      "last only)", _ENV)
     diversity_weight: float = _flag(0.0, "weight of the method-diversity term", _ENV)
+    worse_penalty: float = _flag(0.0, "extra weight w of a final SI-SDR below the input's "
+                                      "(a loss counts 1 + w times)", _ENV)
     segment_seconds: float = _flag(2.0, "longest training segment; lengths vary per episode",
                                    _ENV)
     # -- data

@@ -183,7 +183,8 @@ def make_envs(cfg: RunConfig, train: Corpus, valid: Corpus, device: torch.device
                   floor_features=cfg.floor_features,
                   reward_scale=cfg.reward_scale, stoi_weight=cfg.stoi_weight,
                   estoi_weight=cfg.estoi_weight, quality_interval=cfg.quality_interval,
-                  diversity_weight=cfg.diversity_weight, segment_seconds=cfg.segment_seconds,
+                  diversity_weight=cfg.diversity_weight, worse_penalty=cfg.worse_penalty,
+                  segment_seconds=cfg.segment_seconds,
                   min_segment_seconds=min(1.0, cfg.segment_seconds))
     seed = cfg.seed + 7919 * rank
     if cfg.env_workers > 1:

@@ -52,6 +52,38 @@ def test_si_sdr_rewards_telescope_to_final_minus_start(corpus):
     torch.testing.assert_close(info["si_sdr_start"], start)
 
 
+@pytest.mark.parametrize("stop_action", [False, True])
+def test_worse_penalty_weights_a_final_loss_only(corpus, stop_action):
+    # the same episodes with and without the penalty: rewards differ only on the step that
+    # ends an episode, by -w max(0, start - final) / scale; a row that stops at once has a
+    # final SI-SDR equal to its input's and is never penalized
+    w, scale = 1.5, 5.0
+    plain = make_env(corpus, max_steps=3, reward_scale=scale, seed=2, stop_action=stop_action)
+    pen = make_env(corpus, max_steps=3, reward_scale=scale, seed=2, stop_action=stop_action,
+                   worse_penalty=w)
+    plain.reset()
+    pen.reset()
+    start = plain.state.si_sdr_start.clone()
+    actions = random_actions(plain.num_envs, 3, seed=4)
+    for a in actions:
+        a[:, 1] = 1.0  # full strength: some rows end below their input
+    if stop_action:
+        actions[0][0, 0] = float(len(METHODS))  # row 0 stops at the first step
+    seen_loss = False
+    for t, action in enumerate(actions):
+        _, r_plain, term, _, info = plain.step(action)
+        _, r_pen, term_pen, _, _ = pen.step(action)
+        assert torch.equal(term, term_pen)
+        loss = (start - info["si_sdr"]).clamp_min(0.0)
+        want = torch.where(term, -w * loss / scale, torch.zeros_like(loss))
+        torch.testing.assert_close(r_pen - r_plain, want, rtol=0, atol=1e-5)
+        seen_loss |= bool((term & (loss > 0)).any())
+        if stop_action and t == 0:
+            assert term[0] and r_pen[0] == 0.0  # stopped at once: the identity, no penalty
+        start = torch.where(term, plain.state.si_sdr_start, start)  # autoreset rows
+    assert seen_loss, "the episodes must include a final loss for the test to mean anything"
+
+
 def test_diversity_term_on_hand_built_actions(corpus):
     w = 0.4
     plain = make_env(corpus, max_steps=3, diversity_weight=0.0, seed=5)

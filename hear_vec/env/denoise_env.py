@@ -52,6 +52,8 @@ class DenoiseEnv:
         quality_interval: measure STOI/ESTOI every this many steps (and at the end);
             0 = only at the end.
         diversity_weight: w of the method-diversity term.
+        worse_penalty: extra weight of a final SI-SDR below the input's (>= 0; see
+            :mod:`hear_vec.env.transition`).
         segment_seconds: longest segment; lengths vary per reset in
             [min_segment_seconds, segment_seconds] (capped by the utterance).
         seed: seeds the counter-based RNG of all draws.
@@ -76,6 +78,7 @@ class DenoiseEnv:
         estoi_weight: float = 0.0,
         quality_interval: int = 0,
         diversity_weight: float = 0.0,
+        worse_penalty: float = 0.0,
         segment_seconds: float = 2.0,
         min_segment_seconds: float = 1.0,
         seed: int = 0,
@@ -95,7 +98,8 @@ class DenoiseEnv:
             raise ValueError("need 0 < min_segment_seconds <= segment_seconds, got "
                              f"{min_segment_seconds} and {segment_seconds}")
         for name, value in (("stoi_weight", stoi_weight), ("estoi_weight", estoi_weight),
-                            ("diversity_weight", diversity_weight)):
+                            ("diversity_weight", diversity_weight),
+                            ("worse_penalty", worse_penalty)):
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value}")
         self.device = torch.device(device)
@@ -112,7 +116,8 @@ class DenoiseEnv:
             max_steps=int(max_steps), stop_action=bool(stop_action),
             reward_scale=float(reward_scale), stoi_weight=float(stoi_weight),
             estoi_weight=float(estoi_weight), quality_interval=int(quality_interval),
-            diversity_weight=float(diversity_weight), measure_stoi=bool(track_quality),
+            diversity_weight=float(diversity_weight), worse_penalty=float(worse_penalty),
+            measure_stoi=bool(track_quality),
             measure_estoi=bool(track_quality), sample_rate=self.sample_rate,
             floor_features=bool(floor_features))
         self.methods = METHODS
@@ -321,7 +326,7 @@ def summarize_episodes(params: EnvParams, sums: list[float]) -> dict[str, float]
     return out
 
 _PARAMS = ("num_envs", "max_steps", "stop_action", "reward_scale", "stoi_weight",
-           "estoi_weight", "quality_interval", "diversity_weight", "measure_stoi",
+           "estoi_weight", "quality_interval", "diversity_weight", "worse_penalty", "measure_stoi",
            "measure_estoi", "segment_samples", "min_samples", "observation_dim", "action_spec",
            "num_methods", "floor_features", "feature_dim")
 for _name in _PARAMS:  # read-only views of the transition's settings

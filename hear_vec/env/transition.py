@@ -23,8 +23,15 @@ One step, per row b (method k = round(action[b, 0]), knobs = clamp(action[b, 1:4
     current' = denoise(current, k, knobs)                 (k = stop: current' = current)
     reward   = (SI-SDR(current') - SI-SDR(current)) / reward_scale
                + stoi_weight * dSTOI + estoi_weight * dESTOI + diversity
+               - worse_penalty * max(0, SI-SDR(noisy) - SI-SDR(current')) / reward_scale
+                 (that last term on the step that ends the episode only)
     diversity = +w if k != previous method, -w/2 if equal, 0 on the first step and on stop
     terminated = (step' >= max_steps) | (k == stop)
+
+worse_penalty w makes an episode that ends below its input cost (1 + w) times its loss: the
+SI-SDR terms telescope to (SI-SDR(final) - SI-SDR(noisy)) / reward_scale, and the final-step
+term adds w times that difference where it is negative (the "best of {input, output}" shaping
+of issue 10: stopping at once, i.e. the identity, is never penalized).
 
 dSTOI / dESTOI are taken on measuring steps (every ``quality_interval`` steps and at the
 episode's end; only at the end when the interval is 0), each against the previous measured
@@ -98,7 +105,8 @@ class EnvParams:
     corpus: what :func:`reset` and autoresets draw from (None: only :func:`start` works).
     num_envs: rows B. segment_samples / min_samples: widest and shortest drawn segment.
     max_steps: most denoisers per episode. stop_action: add the stop action (id ``STOP``).
-    reward_scale, stoi_weight, estoi_weight, quality_interval, diversity_weight: the reward.
+    reward_scale, stoi_weight, estoi_weight, quality_interval, diversity_weight,
+    worse_penalty: the reward.
     measure_stoi / measure_estoi: compute the scores on measuring steps (True whenever their
     weight is non-zero; also for evaluation statistics). score: False when there is no clean
     reference (inference): rewards and scores are zero. autoreset: same-step autoreset (else
@@ -117,6 +125,7 @@ class EnvParams:
     estoi_weight: float = 0.0
     quality_interval: int = 0
     diversity_weight: float = 0.0
+    worse_penalty: float = 0.0
     measure_stoi: bool = False
     measure_estoi: bool = False
     score: bool = True
@@ -131,6 +140,8 @@ class EnvParams:
             raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
         if not self.reward_scale > 0:
             raise ValueError(f"reward_scale must be positive, got {self.reward_scale}")
+        if not self.worse_penalty >= 0:
+            raise ValueError(f"worse_penalty must be >= 0, got {self.worse_penalty}")
         if self.quality_interval < 0:
             raise ValueError(f"quality_interval must be >= 0, got {self.quality_interval}")
         if not 1 <= self.min_samples <= self.segment_samples:
@@ -347,6 +358,9 @@ def step(params: EnvParams, state: EnvState, action: Tensor, *, may_finish: bool
         changed = (method != state.prev_method).to(reward.dtype)
         diversity = changed * w - (1.0 - changed) * (0.5 * w)
         reward = reward + torch.where((state.step == 0) | stop, zeros, diversity)
+    if params.score and params.worse_penalty != 0.0:
+        loss = (state.si_sdr_start - si).clamp_min(0.0) / params.reward_scale
+        reward = reward - params.worse_penalty * torch.where(terminated, loss, zeros)
     measuring = terminated
     if params.quality_interval > 0:
         measuring = measuring | (step_count % params.quality_interval == 0)
