@@ -6,8 +6,9 @@ writes goes to ``log_dir``:
 - ``args.json``      the run's arguments;
 - ``split.json``     which speakers and noise recordings the train / validation parts hold;
 - ``checkpoint.pt``  learner (networks, optimizers, counters, RNG, next observation and
-                     running episode sums), observation normalizer, the env's full episode
-                     state (``DenoiseEnv.state_dict``; single process only) and RNG counter,
+                     running episode sums), observation normalizer, the env's episode state
+                     (``DenoiseEnv.state_dict``: audio and counters, the STFT recomputed on
+                     load; single process only) and RNG counter,
                      evaluation history — written atomically at every evaluation, at the end
                      and on SIGINT / SIGTERM; ``--resume`` continues from it;
 - ``replay.pt``      SAC / TD3: the replay buffer and the global step it belongs to, written

@@ -3,6 +3,8 @@ episode boundaries and autoreset, determinism, lengths, finiteness, compile."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -235,6 +237,68 @@ def test_episode_statistics_accumulate_on_device(corpus):
     assert stats["episodes"] == 2 * env.num_envs
     assert stats["return"] == pytest.approx(torch.cat(returns).mean().item(), abs=1e-5)
     assert env.episode_stats()["episodes"] == 0
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def _every_tensor(state) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, value in vars(state).items():
+        if isinstance(value, torch.Tensor):
+            out[name] = value
+        elif isinstance(value, tuple):  # the NamedTuple references
+            out.update({f"{name}.{k}": v for k, v in value._asdict().items()
+                        if isinstance(v, torch.Tensor)})
+    return out
+
+
+@pytest.mark.parametrize("stoi_weight", [0.0, 1.0])
+def test_state_dict_leaves_out_derived_fields_and_load_rebuilds_them_bit_for_bit(corpus,
+                                                                                 stoi_weight):
+    # mid-run state with rows at different steps (stop action, autoresets): the checkpoint
+    # holds no STFT / references, and the loaded env's state equals the original in every
+    # tensor (the recomputed STFT, SI-SDR and STOI references included) and steps on equally
+    kw = dict(num_envs=5, max_steps=3, stop_action=True, stoi_weight=stoi_weight,
+              estoi_weight=stoi_weight, floor_features=True, seed=6)
+    env = make_env(corpus, **kw)
+    env.reset()
+    actions = random_actions(5, 6, seed=8)
+    for i, a in enumerate(actions[:4]):
+        a[i % 5, 0] = float(len(METHODS))  # one row stops at each step
+        env.step(a)
+    saved = env.state_dict()
+    assert not {"spec", "power", "si_ref", "quality"} & set(saved["state"])
+    # the observation normalizer is saved apart (normalizer.export()); a copy stands in here
+    other = make_env(corpus, normalizer=copy.deepcopy(env.normalizer), **kw)
+    other.load_state_dict(saved)
+    want, got = _every_tensor(env.state), _every_tensor(other.state)
+    assert set(want) == set(got) and "spec" in got
+    for name in want:
+        assert torch.equal(want[name], got[name]), name
+    old_format = copy.deepcopy(saved)  # checkpoints written before the compact format
+    old_format["state"].update(spec=env.state.spec.clone(), power=env.state.power.clone())
+    old_format["state"]["si_ref"] = env.state.si_ref._asdict()
+    old_format["state"]["quality"] = (None if env.state.quality is None else
+                                      env.state.quality._asdict())
+    third = make_env(corpus, **kw)
+    third.load_state_dict(old_format)
+    assert all(torch.equal(v, _every_tensor(third.state)[k]) for k, v in want.items())
+    for a in actions[4:]:
+        out_a, out_b = env.step(a), other.step(a)
+        for x, y in zip(out_a[:4], out_b[:4]):
+            assert torch.equal(x, y)
+
+
+def test_state_dict_size_is_the_three_audio_signals(corpus):
+    # clean, noisy, current (float32, T samples each) plus per-row counters and features:
+    # the STFT (~2.3x the audio) and the references are not in it
+    import io
+
+    env = make_env(corpus, num_envs=4, stoi_weight=1.0, floor_features=True)
+    env.reset()
+    buf = io.BytesIO()
+    torch.save(env.state_dict(), buf)
+    audio_bytes = 3 * 4 * env.segment_samples * env.num_envs
+    assert audio_bytes < buf.tell() < 1.1 * audio_bytes + 16384
 
 
 # ------------------------------------------------------------------------------- bad input

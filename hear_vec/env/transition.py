@@ -89,7 +89,7 @@ from hear_vec.metrics import (
 from hear_vec.ops import METHODS, denoise
 
 __all__ = ["EnvParams", "EnvState", "EPISODE_STATS", "reset", "start", "observe", "step",
-           "decode_action", "STOP"]
+           "decode_action", "derived_fields", "DERIVED", "STOP"]
 
 #: names of the on-device accumulators over finished episodes (``EnvState.stats``)
 EPISODE_STATS = ("episodes", "return", "return_sq", "si_sdr_gain", "stoi_gain", "estoi_gain",
@@ -295,6 +295,27 @@ def start(params: EnvParams, segments: Segments, key: Tensor | None = None,
         estoi_start=estoi0, estoi=estoi0, episode_return=zeros,
         stats=torch.zeros(len(EPISODE_STATS), dtype=torch.float64, device=device),
         spec=spec, power=power, quality=quality, si_ref=si_ref)
+
+
+#: EnvState fields that are functions of the others (the STFT of ``current``, the clean-side
+#: SI-SDR / STOI work): checkpoints leave them out and :func:`derived_fields` recomputes them
+DERIVED = ("spec", "power", "si_ref", "quality")
+
+
+def derived_fields(params: EnvParams, clean: Tensor, current: Tensor, lengths: Tensor
+                   ) -> dict[str, Any]:
+    """The :data:`DERIVED` fields of a state, by the same calls :func:`start` and :func:`step`
+    make (so, on one device in eager mode, the same values bit for bit)."""
+    spec = dsp.stft(current)
+    out: dict[str, Any] = {"spec": spec, "power": spec.real.square() + spec.imag.square(),
+                           "si_ref": None, "quality": None}
+    if params.score:
+        out["si_ref"] = si_sdr_reference(clean, lengths, zero_padded=True)
+        if params.quality:
+            out["quality"] = stoi_reference(clean, params.sample_rate, lengths,
+                                            standard=params.measure_stoi,
+                                            extended=params.measure_estoi, zero_padded=True)
+    return out
 
 
 def _draw(params: EnvParams, key: Tensor, counter: Tensor) -> Segments:
