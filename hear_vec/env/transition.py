@@ -1,6 +1,6 @@
 """The one transition of the denoising environment, as pure functions (gymnax's shape).
 
-Why one module of ~400 lines: it is the env's pure transition function (params, state) ->
+Why one module of ~450 lines: it is the env's pure transition function (params, state) ->
 state', in the order one step runs -- start / reset / observe / step -- over one state
 dataclass; this docstring is its specification. DenoiseEnv, the rollout and the vector
 wrappers are elsewhere (:mod:`hear_vec.env.denoise_env`, :mod:`hear_vec.env.rollout`,
@@ -241,10 +241,27 @@ def _quality_scores(params: EnvParams, quality: StoiReference, audio: Tensor, ze
     return (zeros if value is None else value), (zeros if extended is None else extended)
 
 
+def _stft(audio: Tensor) -> tuple[Tensor, Tensor]:
+    """The STFT of audio and its power re^2 + im^2 (what the next denoiser reuses)."""
+    spec = dsp.stft(audio)
+    return spec, spec.real.square() + spec.imag.square()
+
+
+def _references(params: EnvParams, clean: Tensor, lengths: Tensor
+                ) -> tuple[SiSdrReference, StoiReference | None]:
+    """The clean-side SI-SDR and (when measured) STOI / ESTOI work of scored episodes."""
+    si_ref = si_sdr_reference(clean, lengths, zero_padded=True)
+    quality = None
+    if params.quality:
+        quality = stoi_reference(clean, params.sample_rate, lengths,
+                                 standard=params.measure_stoi, extended=params.measure_estoi,
+                                 zero_padded=True)
+    return si_ref, quality
+
+
 def _analysis(params: EnvParams, audio: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(STFT, power, F features) of audio that is zero beyond lengths."""
-    spec = dsp.stft(audio)
-    power = spec.real.square() + spec.imag.square()
+    spec, power = _stft(audio)
     features = features_from_stft(power, audio, lengths, params.sample_rate, zero_padded=True)
     if params.floor_features:
         features = torch.cat([features, floor_features(power, lengths, params.sample_rate)], -1)
@@ -272,12 +289,9 @@ def start(params: EnvParams, segments: Segments, key: Tensor | None = None,
         if clean is None:
             raise ValueError("scoring episodes (EnvParams.score) needs clean segments")
         clean = torch.where(valid, clean.to(noisy.dtype), 0.0)
-        si_ref = si_sdr_reference(clean, lengths, zero_padded=True)
+        si_ref, quality = _references(params, clean, lengths)
         si0 = si_sdr_from_reference(si_ref, noisy, lengths, zero_padded=True)
-        if params.quality:
-            quality = stoi_reference(clean, params.sample_rate, lengths,
-                                     standard=params.measure_stoi, extended=params.measure_estoi,
-                                     zero_padded=True)
+        if quality is not None:
             stoi0, estoi0 = _quality_scores(params, quality, noisy, zeros)
     else:
         clean = torch.zeros_like(noisy)
@@ -304,18 +318,11 @@ DERIVED = ("spec", "power", "si_ref", "quality")
 
 def derived_fields(params: EnvParams, clean: Tensor, current: Tensor, lengths: Tensor
                    ) -> dict[str, Any]:
-    """The :data:`DERIVED` fields of a state, by the same calls :func:`start` and :func:`step`
-    make (so, on one device in eager mode, the same values bit for bit)."""
-    spec = dsp.stft(current)
-    out: dict[str, Any] = {"spec": spec, "power": spec.real.square() + spec.imag.square(),
-                           "si_ref": None, "quality": None}
-    if params.score:
-        out["si_ref"] = si_sdr_reference(clean, lengths, zero_padded=True)
-        if params.quality:
-            out["quality"] = stoi_reference(clean, params.sample_rate, lengths,
-                                            standard=params.measure_stoi,
-                                            extended=params.measure_estoi, zero_padded=True)
-    return out
+    """The :data:`DERIVED` fields of a state, by the functions :func:`start` and :func:`step`
+    call (so, on one device in eager mode, the same values bit for bit)."""
+    spec, power = _stft(current)
+    si_ref, quality = _references(params, clean, lengths) if params.score else (None, None)
+    return {"spec": spec, "power": power, "si_ref": si_ref, "quality": quality}
 
 
 def _draw(params: EnvParams, key: Tensor, counter: Tensor) -> Segments:
