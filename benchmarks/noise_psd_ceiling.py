@@ -8,7 +8,7 @@
 Every (utterance, noise) pair of the given folders (excluded speakers / noises left out, e.g.
 a final test split) is mixed at a grid of SNRs (whole utterances, at most --max-seconds, a
 seeded noise offset). Each clip is denoised once by the mmse_lsa estimator
-(hear_vec.ops.mmse_lsa; strength 1, textbook decision-directed smoothing 0.98) with five
+(hear_vec.ops.mmse_lsa; strength 1, textbook decision-directed smoothing 0.98) with six
 noise-PSD estimates lambda[f, n]:
 
   estimated    what hear_vec.ops.mmse_lsa uses: the bias-corrected 20th percentile of |X|
@@ -16,6 +16,9 @@ noise-PSD estimates lambda[f, n]:
   spp tracking that estimate tracked over frames by speech presence probability
                (hear_vec.ops.noise_tracker, Gerkmann & Hendriks 2012; not adopted by
                mmse_lsa, see benchmarks/results/noise_track_trial.md);
+  learned      that estimate corrected frame by frame by the small learned estimator
+               (hear_vec.ops.noise_net; weights from benchmarks/train_noise_net.py given
+               by ``--noise-net``; not adopted, see benchmarks/results/noise_net_trial.md);
   oracle static      the mean over frames of the true noise's |N|^2, per bin;
   oracle tracking    the true noise's |N|^2 recursively smoothed over frames
                      (lambda_n = 0.9 lambda_{n-1} + 0.1 |N_n|^2);
@@ -47,10 +50,11 @@ from hear_vec.data.bank import mix_at_snr  # noqa: E402
 from hear_vec.metrics import si_sdr  # noqa: E402
 from hear_vec.ops._common import analyze, quantile, synthesize  # noqa: E402
 from hear_vec.ops.mmse_lsa import NOISE_QUANTILE, XI_MIN, lsa_gain  # noqa: E402
+from hear_vec.ops.noise_net import load_noise_net, noise_net_psd  # noqa: E402
 from hear_vec.ops.noise_tracker import spp_noise_track  # noqa: E402
 
 SMOOTHING = 0.98
-ESTIMATORS = ("estimated", "spp tracking", "oracle static", "oracle tracking",
+ESTIMATORS = ("estimated", "spp tracking", "learned", "oracle static", "oracle tracking",
               "oracle tracking x2")  # decision-directed a (m = 8/9 in hear_vec's knob)
 
 
@@ -75,11 +79,13 @@ def lsa_with_noise(spec, noise: torch.Tensor, smoothing: float = SMOOTHING) -> t
     return gains
 
 
-def noise_estimate(name: str, spec, static: torch.Tensor, n_power: torch.Tensor
-                   ) -> torch.Tensor:
+def noise_estimate(name: str, spec, static: torch.Tensor, n_power: torch.Tensor,
+                   net=None) -> torch.Tensor:
     """The noise PSD named ``name`` (module docstring) for one clip."""
     if name == "estimated":
         return static
+    if name == "learned":
+        return noise_net_psd(spec.mag.square(), spec.fmask, static, net)
     if name == "spp tracking":
         return spp_noise_track(spec.mag.square(), static)
     if name == "oracle static":
@@ -111,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snrs", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0, 15.0])
     p.add_argument("--max-seconds", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), choices=ESTIMATORS)
+    p.add_argument("--estimators", nargs="+", choices=ESTIMATORS,
+                   default=[e for e in ESTIMATORS if e != "learned"])
+    p.add_argument("--noise-net", default=None,
+                   help="weights of the 'learned' estimator (benchmarks/train_noise_net.py)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -127,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     limit = int(args.max_seconds * 16000)
     estimators = tuple(args.estimators)
+    if ("learned" in estimators) != (args.noise_net is not None):
+        p.error("the 'learned' estimator and --noise-net go together")
+    net = load_noise_net(args.noise_net) if args.noise_net else None
     rows: list[dict] = []
     start = time.perf_counter()
     with torch.inference_mode():
@@ -149,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                     base = float(si_sdr(noisy, clean))
                     row = {"utterance": u.stem, "noise": z.stem, "snr_db": snr}
                     for name in estimators:
-                        noise_psd = noise_estimate(name, spec, static, n_power)
+                        noise_psd = noise_estimate(name, spec, static, n_power, net)
                         gain = lsa_with_noise(spec, noise_psd, args.smoothing)
                         y = synthesize(noisy, spec, gain, None)
                         row[name] = float(si_sdr(y, clean)) - base
