@@ -8,15 +8,22 @@
 Every (utterance, noise) pair of the given folders (excluded speakers / noises left out, e.g.
 a final test split) is mixed at a grid of SNRs (whole utterances, at most --max-seconds, a
 seeded noise offset). Each clip is denoised once by the mmse_lsa estimator
-(hear_vec.ops.mmse_lsa; strength 1, textbook decision-directed smoothing 0.98) with six
+(hear_vec.ops.mmse_lsa; strength 1, textbook decision-directed smoothing 0.98) with these
 noise-PSD estimates lambda[f, n]:
 
-  estimated    what hear_vec.ops.mmse_lsa uses: the bias-corrected 20th percentile of |X|
-               over the clip's frames, per bin (no clean speech needed);
-  spp tracking that estimate tracked over frames by speech presence probability
+  estimated    what hear_vec.ops.mmse_lsa uses: quantile times the SNR-dependent
+               over-estimation c (hear_vec.ops.mmse_lsa.overestimation);
+  quantile     the bias-corrected 20th percentile of |X| over the clip's frames, per bin
+               (no clean speech needed; what mmse_lsa used alone, and what "estimated" meant
+               in the results written before the over-estimation, e.g. noise_psd_ceiling.md);
+  over S P     (``--over-grid``) quantile times clip(1 + S (P - snr_dB), 1, 4), the
+               candidates the over-estimation was chosen from;
+  spp weighted the mean of |X|^2 over frames weighted by the speech-absence probability
+               under the quantile estimate (two passes, :func:`spp_weighted`);
+  spp tracking the quantile estimate tracked over frames by speech presence probability
                (hear_vec.ops.noise_tracker, Gerkmann & Hendriks 2012; not adopted by
                mmse_lsa, see benchmarks/results/noise_track_trial.md);
-  learned      that estimate corrected frame by frame by the small learned estimator
+  learned      the quantile estimate corrected frame by frame by the small learned estimator
                (hear_vec.ops.noise_net; weights from benchmarks/train_noise_net.py given
                by ``--noise-net``; not adopted, see benchmarks/results/noise_net_trial.md);
   oracle static      the mean over frames of the true noise's |N|^2, per bin;
@@ -49,13 +56,13 @@ from hear_vec.data import read_mono  # noqa: E402
 from hear_vec.data.bank import mix_at_snr  # noqa: E402
 from hear_vec.metrics import si_sdr  # noqa: E402
 from hear_vec.ops._common import analyze, quantile, synthesize  # noqa: E402
-from hear_vec.ops.mmse_lsa import NOISE_QUANTILE, XI_MIN, lsa_gain  # noqa: E402
+from hear_vec.ops.mmse_lsa import NOISE_QUANTILE, XI_MIN, lsa_gain, overestimation  # noqa: E402
 from hear_vec.ops.noise_net import load_noise_net, noise_net_psd  # noqa: E402
 from hear_vec.ops.noise_tracker import spp_noise_track  # noqa: E402
 
-SMOOTHING = 0.98
-ESTIMATORS = ("estimated", "spp tracking", "learned", "oracle static", "oracle tracking",
-              "oracle tracking x2")  # decision-directed a (m = 8/9 in hear_vec's knob)
+SMOOTHING = 0.98  # decision-directed a (m = 8/9 in hear_vec's knob)
+ESTIMATORS = ("estimated", "quantile", "spp weighted", "spp tracking", "learned",
+              "oracle static", "oracle tracking", "oracle tracking x2")
 
 
 def lsa_with_noise(spec, noise: torch.Tensor, smoothing: float = SMOOTHING) -> torch.Tensor:
@@ -82,15 +89,51 @@ def lsa_with_noise(spec, noise: torch.Tensor, smoothing: float = SMOOTHING) -> t
 def noise_estimate(name: str, spec, static: torch.Tensor, n_power: torch.Tensor,
                    net=None) -> torch.Tensor:
     """The noise PSD named ``name`` (module docstring) for one clip."""
-    if name == "estimated":
+    if name == "quantile":
         return static
+    if name == "estimated":
+        return static * overestimation(_row_mean(spec), static)
+    if name.startswith("over "):  # "over SLOPE PIVOT": c = clip(1 + SLOPE (PIVOT - snr), 1, 4)
+        slope, pivot = (float(v) for v in name.split()[1:])
+        noise_mean = static.mean(-2, keepdim=True)
+        excess = torch.maximum(_row_mean(spec) - noise_mean, 1e-3 * noise_mean)
+        snr_db = 10.0 * torch.log10(excess / noise_mean)
+        return static * (1.0 + slope * (pivot - snr_db)).clamp(1.0, 4.0)
     if name == "learned":
         return noise_net_psd(spec.mag.square(), spec.fmask, static, net)
+    if name == "spp weighted":
+        return spp_weighted(spec.mag.square(), spec.fmask, static)
     if name == "spp tracking":
         return spp_noise_track(spec.mag.square(), static)
     if name == "oracle static":
         return n_power.mean(-1, keepdim=True)
     return (2.0 if name == "oracle tracking x2" else 1.0) * tracked(n_power)
+
+
+def _row_mean(spec) -> torch.Tensor:
+    power = spec.mag.square()
+    fm = spec.fmask.to(power.dtype)
+    return (power * fm).sum((-2, -1), keepdim=True) / (spec.count * power.shape[-2])
+
+
+def spp_weighted(power: torch.Tensor, fmask: torch.Tensor, static: torch.Tensor,
+                 iterations: int = 2, xi_h1_db: float = 15.0) -> torch.Tensor:
+    """Two-pass static noise PSD (B, F, 1): the mean of |X|^2 over the valid frames weighted by
+    the speech-absence probability 1 - p of each (bin, frame) under the current estimate,
+    p = 1 / (1 + (1 + xi) exp(-gamma xi / (1 + xi))) (Gerkmann & Hendriks 2012 eq. 8, fixed
+    a-priori SNR xi = 15 dB, P(H1) = 1/2), gamma = |X|^2 / lambda; ``iterations`` passes from
+    the quantile estimate."""
+    xi = 10.0 ** (xi_h1_db / 10.0)
+    fm = fmask.to(power.dtype)
+    lam = static
+    for _ in range(iterations):
+        gamma = power / lam.clamp_min(1e-30)
+        p = torch.sigmoid(gamma * xi / (1.0 + xi) - math.log1p(xi))  # eq. 8 as a logistic
+        w = (1.0 - p) * fm
+        lam = torch.where(w.sum(-1, keepdim=True) > 1e-3,
+                          (w * power).sum(-1, keepdim=True) / w.sum(-1, keepdim=True).clamp_min(
+                              1e-3), lam)
+    return lam
 
 
 def tracked(power: torch.Tensor, a: float = 0.9) -> torch.Tensor:
@@ -119,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--estimators", nargs="+", choices=ESTIMATORS,
                    default=[e for e in ESTIMATORS if e != "learned"])
+    p.add_argument("--over-grid", type=float, nargs="*", default=None, metavar="SLOPE,PIVOT",
+                   help="also rows 'over SLOPE PIVOT' for slopes x pivots given as SLOPES... "
+                   "then PIVOTS... split in half, e.g. 0.1 0.2 0.3 5 10 15 (3 x 3)")
     p.add_argument("--noise-net", default=None,
                    help="weights of the 'learned' estimator (benchmarks/train_noise_net.py)")
     p.add_argument("--json", default=None)
@@ -136,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     limit = int(args.max_seconds * 16000)
     estimators = tuple(args.estimators)
+    if args.over_grid:
+        half = len(args.over_grid) // 2
+        estimators += tuple(f"over {a:g} {b:g}" for a in args.over_grid[:half]
+                            for b in args.over_grid[half:])
     if ("learned" in estimators) != (args.noise_net is not None):
         p.error("the 'learned' estimator and --noise-net go together")
     net = load_noise_net(args.noise_net) if args.noise_net else None
