@@ -11,13 +11,13 @@ seeded noise offset). Each clip is denoised once by the mmse_lsa estimator
 (hear_vec.ops.mmse_lsa; strength 1, textbook decision-directed smoothing 0.98) with these
 noise-PSD estimates lambda[f, n]:
 
-  estimated    what hear_vec.ops.mmse_lsa uses: quantile times the SNR-dependent
-               over-estimation c (hear_vec.ops.mmse_lsa.overestimation);
-  quantile     the bias-corrected 20th percentile of |X| over the clip's frames, per bin
-               (no clean speech needed; what mmse_lsa used alone, and what "estimated" meant
-               in the results written before the over-estimation, e.g. noise_psd_ceiling.md);
-  over S P     (``--over-grid``) quantile times clip(1 + S (P - snr_dB), 1, 4), the
-               candidates the over-estimation was chosen from;
+  estimated    what hear_vec.ops.mmse_lsa uses: the bias-corrected 20th percentile of |X|
+               over the clip's frames, per bin (no clean speech needed);
+  over S P     (``--over-grid``) that estimate times clip(1 + S (P - snr_dB), 1, 4), snr the
+               clip's a-posteriori SNR estimate: SNR-dependent over-estimation, tried in
+               mmse_lsa and not adopted (benchmarks/results/snr_overestimation.md; in its
+               tables, made at the trial commit, "estimated" is the trial operator and
+               "quantile" this estimate);
   spp weighted the mean of |X|^2 over frames weighted by the speech-absence probability
                under the quantile estimate (two passes, :func:`spp_weighted`);
   spp tracking the quantile estimate tracked over frames by speech presence probability
@@ -56,12 +56,12 @@ from hear_vec.data import read_mono  # noqa: E402
 from hear_vec.data.bank import mix_at_snr  # noqa: E402
 from hear_vec.metrics import si_sdr  # noqa: E402
 from hear_vec.ops._common import analyze, quantile, synthesize  # noqa: E402
-from hear_vec.ops.mmse_lsa import NOISE_QUANTILE, XI_MIN, lsa_gain, overestimation  # noqa: E402
+from hear_vec.ops.mmse_lsa import NOISE_QUANTILE, XI_MIN, lsa_gain  # noqa: E402
 from hear_vec.ops.noise_net import load_noise_net, noise_net_psd  # noqa: E402
 from hear_vec.ops.noise_tracker import spp_noise_track  # noqa: E402
 
 SMOOTHING = 0.98  # decision-directed a (m = 8/9 in hear_vec's knob)
-ESTIMATORS = ("estimated", "quantile", "spp weighted", "spp tracking", "learned",
+ESTIMATORS = ("estimated", "spp weighted", "spp tracking", "learned",
               "oracle static", "oracle tracking", "oracle tracking x2")
 
 
@@ -89,10 +89,8 @@ def lsa_with_noise(spec, noise: torch.Tensor, smoothing: float = SMOOTHING) -> t
 def noise_estimate(name: str, spec, static: torch.Tensor, n_power: torch.Tensor,
                    net=None) -> torch.Tensor:
     """The noise PSD named ``name`` (module docstring) for one clip."""
-    if name == "quantile":
-        return static
     if name == "estimated":
-        return static * overestimation(_row_mean(spec), static)
+        return static
     if name.startswith("over "):  # "over SLOPE PIVOT": c = clip(1 + SLOPE (PIVOT - snr), 1, 4)
         slope, pivot = (float(v) for v in name.split()[1:])
         noise_mean = static.mean(-2, keepdim=True)

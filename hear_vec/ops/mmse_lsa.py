@@ -5,22 +5,11 @@ Noise PSD. Per bin, from the q = 0.2 quantile of |X| over the row's valid frames
 for the bias of a low quantile of Gaussian noise (|X|^2 of complex Gaussian noise of power
 lambda is exponential, so its q-quantile is -ln(1 - q) lambda):
 
-    lambda_q[f] = Q_0.2(|X[f, .]|)^2 / (-ln 0.8)
-    lambda[f]   = c lambda_q[f] (1 + 2 b f / (F - 1))
+    lambda[f] = Q_0.2(|X[f, .]|)^2 / (-ln 0.8) (1 + 2 b f / (F - 1))
 
 band_mix b tilts the estimate up towards high frequencies as in spectral_sub and wiener. A
 relative floor of 1e-10 x the row's mean power keeps the ratio finite without breaking scale
-invariance. c over-estimates the noise of noisy rows, the SNR-dependent over-subtraction of
-Berouti, Schwartz & Makhoul (1979), here on the noise PSD: with the row's a-posteriori SNR
-estimate (dB) from its mean power P_bar over valid frames and bins and mean lambda_q_bar,
-
-    snr = 10 log10(max(P_bar - lambda_q_bar, 1e-3 lambda_q_bar) / lambda_q_bar)
-    c   = clip(1 + 0.1 (10 - snr), 1, 4)
-
-(c = 1 from 10 dB up, 2.5 at -5 dB). Chosen on training clips only, among slopes {0.1, 0.2,
-0.3} x pivots {5, 10, 15} dB: +3.06 -> +3.42 dB LSA gain there; on the validation split
-+4.01 -> +4.26, +4.56 -> +5.52 at -5 dB (``benchmarks/results/snr_overestimation.md``).
-(The quantile reads the same sort of |X| that spectral_sub and spectral_gate use.)
+invariance. (The quantile reads the same sort of |X| that spectral_sub and spectral_gate use.)
 Why a quantile: it needs no voice-activity decision and no per-row selection of frames, and
 on dev audio (20 clips, each with one of the 7 noises, at 0 and 5 dB) q = 0.1, 0.2, 0.35 and
 0.5 gave the same mean SI-SDR gain within 0.15 dB; 0.2 leaves room for speech in up to ~80 %
@@ -59,36 +48,19 @@ from hear_vec import _kernels
 from hear_vec.ops._common import Spec, apply_spectral, bin_tilt, knob, quantile
 from hear_vec.ops.lsa_gain import XI_MIN, _recursion, exp1, lsa_gain
 
-__all__ = ["mmse_lsa", "mmse_lsa_gain", "quantile_noise", "overestimation", "exp1", "lsa_gain",
-           "XI_MIN", "NOISE_QUANTILE"]
+__all__ = ["mmse_lsa", "mmse_lsa_gain", "exp1", "lsa_gain", "XI_MIN", "NOISE_QUANTILE"]
 
 NOISE_QUANTILE = 0.2
-#: SNR-dependent noise over-estimation c = clip(1 + OVER_SLOPE (OVER_PIVOT_DB - snr), 1, OVER_MAX)
-OVER_SLOPE, OVER_PIVOT_DB, OVER_MAX = 0.1, 10.0, 4.0
-
-
-def quantile_noise(spec: Spec) -> Tensor:
-    """lambda_q (B, F, 1): Q_0.2(|X[f, .]|)^2 / -ln(0.8) over each row's valid frames."""
-    return quantile(spec, NOISE_QUANTILE).square() / -math.log1p(-NOISE_QUANTILE)
-
-
-def overestimation(row_mean: Tensor, static: Tensor) -> Tensor:
-    """c (B, 1, 1) of the module docstring from the row's mean power (B, 1, 1) and lambda_q
-    (B, F, 1): 1 + 0.1 (10 - snr_dB) clipped to [1, 4]."""
-    noise_mean = static.mean(-2, keepdim=True)
-    excess = torch.maximum(row_mean - noise_mean, 1e-3 * noise_mean)
-    snr_db = 10.0 * torch.log10(excess / noise_mean.clamp_min(torch.finfo(static.dtype).tiny))
-    return (1.0 + OVER_SLOPE * (OVER_PIVOT_DB - snr_db)).clamp(1.0, OVER_MAX)
 
 
 def mmse_lsa_gain(spec: Spec, knobs: Tensor) -> Tensor:
     """Real gain (B, F, N) of the LSA estimator on a shared analysis."""
     s, m, b = knob(knobs, 0), knob(knobs, 1), knob(knobs, 2)
     power = spec.mag.square()
+    q = quantile(spec, NOISE_QUANTILE)
+    noise = q.square() / -math.log1p(-NOISE_QUANTILE) * bin_tilt(b, power.shape[-2])
     fm = spec.fmask.to(power.dtype)
     row_mean = (power * fm).sum((-2, -1), keepdim=True) / (spec.count * power.shape[-2])
-    static = quantile_noise(spec)
-    noise = static * overestimation(row_mean, static) * bin_tilt(b, power.shape[-2])
     noise = torch.maximum(noise, 1e-10 * row_mean)
     gamma = torch.where(noise > 0, power / noise.masked_fill(noise == 0, 1.0),
                         torch.zeros_like(power)).clamp_max(1e12)
