@@ -10,7 +10,7 @@ sees the exact gain of every choice on its training clips find it? A full-inform
         --exclude-speakers arctic_axb sbasr_spk2 \\
         --exclude-noises cafe_noisereduce sb_noise4_machine --augment domain
 
-Everything after ``--`` is train.py's data flags (:func:`hear_vec.training.load_split`): the
+Everything after ``--`` is train.py's data flags (:func:`benchmarks.common.load_data_split`): the
 same training and validation parts train.py uses; the excluded (test) audio is never loaded.
 Clips: ``--train-batches`` / ``--valid-batches`` batches of ``--batch`` segments drawn from each
 part with a counter-based key (the domain randomization applies), 1 to ``--segment-seconds``
@@ -47,14 +47,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine_info, markdown_table, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    load_data_split,
+    machine_info,
+    markdown_table,
+    split_data_flags,
+    write_results,
+)
 from hear_vec import rng  # noqa: E402
-from hear_vec.cli.train import build_parser, config_from_args  # noqa: E402
 from hear_vec.env import DenoiseEnv  # noqa: E402
 from hear_vec.evaluation.stats import fraction_below, mean_interval, paired_difference  # noqa: E402
 from hear_vec.metrics import si_sdr  # noqa: E402
 from hear_vec.ops import METHODS, denoise  # noqa: E402
-from hear_vec.training import load_split  # noqa: E402
 
 GRID = [(m, (s, sm, b)) for m in range(len(METHODS)) for s in (0.5, 1.0)
         for sm in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0)]
@@ -121,8 +125,7 @@ def mlp(x: torch.Tensor, y: torch.Tensor, seed: int, hidden: int = 128, epochs: 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    own, data = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (
-        argv, [])
+    own, data = split_data_flags(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--train-batches", type=int, default=16)
     p.add_argument("--valid-batches", type=int, default=2)
@@ -131,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None)
     args = p.parse_args(own)
-    cfg = config_from_args(build_parser().parse_args(data))
-    split = load_split(cfg, torch.device("cpu"))
+    split = load_data_split(data)
     start = time.perf_counter()
     x_tr, g_tr, _ = collect(split.train, args.train_batches, args.batch, args.segment_seconds,
                             args.seed)

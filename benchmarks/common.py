@@ -72,3 +72,21 @@ def write_results(path: str | Path | None, payload: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2))
     tmp.replace(path)
+
+
+def split_data_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the script's own flags, train.py's data flags): ``argv`` split at its first ``--``."""
+    if "--" not in argv:
+        return list(argv), []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
+def load_data_split(data_flags: list[str]):
+    """The training / validation :class:`~hear_vec.data.splits.CorpusSplit` that train.py with
+    ``data_flags`` trains on (same corpus, randomization and split), on the CPU."""
+    from hear_vec.cli.train import build_parser, config_from_args
+    from hear_vec.training import load_split
+
+    return load_split(config_from_args(build_parser().parse_args(data_flags)),
+                      torch.device("cpu"))

@@ -55,9 +55,9 @@ from hear_vec.audio_io import list_audio_files  # noqa: E402
 from hear_vec.data import read_mono  # noqa: E402
 from hear_vec.data.bank import mix_at_snr  # noqa: E402
 from hear_vec.metrics import si_sdr  # noqa: E402
-from hear_vec.ops._common import analyze, quantile, synthesize  # noqa: E402
-from hear_vec.ops.mmse_lsa import NOISE_QUANTILE, XI_MIN, lsa_gain  # noqa: E402
-from hear_vec.ops.noise_net import load_noise_net, noise_net_psd  # noqa: E402
+from hear_vec.ops._common import analyze, synthesize  # noqa: E402
+from hear_vec.ops.mmse_lsa import XI_MIN, lsa_gain, quantile_noise  # noqa: E402
+from hear_vec.ops.noise_net import load_noise_net, noise_net_psd, smoothed_power  # noqa: E402
 from hear_vec.ops.noise_tracker import spp_noise_track  # noqa: E402
 
 SMOOTHING = 0.98  # decision-directed a (m = 8/9 in hear_vec's knob)
@@ -105,7 +105,7 @@ def noise_estimate(name: str, spec, static: torch.Tensor, n_power: torch.Tensor,
         return spp_noise_track(spec.mag.square(), static)
     if name == "oracle static":
         return n_power.mean(-1, keepdim=True)
-    return (2.0 if name == "oracle tracking x2" else 1.0) * tracked(n_power)
+    return (2.0 if name == "oracle tracking x2" else 1.0) * smoothed_power(n_power)
 
 
 def _row_mean(spec) -> torch.Tensor:
@@ -132,15 +132,6 @@ def spp_weighted(power: torch.Tensor, fmask: torch.Tensor, static: torch.Tensor,
                           (w * power).sum(-1, keepdim=True) / w.sum(-1, keepdim=True).clamp_min(
                               1e-3), lam)
     return lam
-
-
-def tracked(power: torch.Tensor, a: float = 0.9) -> torch.Tensor:
-    out = torch.empty_like(power)
-    acc = power.mean(-1)
-    for n in range(power.shape[-1]):
-        acc = a * acc + (1 - a) * power[..., n]
-        out[..., n] = acc
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                     spec = analyze(noisy, None, need_sorted=True)
                     n_spec = dsp.stft(noise)
                     n_power = n_spec.real.square() + n_spec.imag.square()
-                    q = quantile(spec, NOISE_QUANTILE)
-                    static = q.square() / -math.log1p(-NOISE_QUANTILE)
+                    static = quantile_noise(spec)
                     base = float(si_sdr(noisy, clean))
                     row = {"utterance": u.stem, "noise": z.stem, "snr_db": snr}
                     for name in estimators:

@@ -10,8 +10,9 @@
         --exclude-noises cafe_noisereduce sb_noise4_machine --augment domain
 
 Everything after ``--`` is train.py's data flags: the corpus, its split and its randomization
-are exactly what ``train.py`` with those flags trains on (:func:`hear_vec.training.load_split`),
-so the estimator never sees the validation part nor the excluded (test) audio. Each step draws
+are exactly what ``train.py`` with those flags trains on
+(:func:`benchmarks.common.load_data_split`), so the estimator never sees the validation part
+nor the excluded (test) audio. Each step draws
 ``--batch`` fresh randomized segments of ``--segment-seconds`` from the training part with a
 counter-based key, takes the shared STFT of the noisy mixture and of its noise
 (noisy - target), and regresses log of the noise power smoothed over frames
@@ -34,25 +35,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import load_data_split, split_data_flags  # noqa: E402
 from hear_vec import dsp, rng  # noqa: E402
 from hear_vec.atomic import atomic_write  # noqa: E402
-from hear_vec.cli.train import build_parser, config_from_args  # noqa: E402
-from hear_vec.ops._common import analyze, quantile  # noqa: E402
-from hear_vec.ops.mmse_lsa import NOISE_QUANTILE  # noqa: E402
-from hear_vec.ops.noise_net import NoiseNet  # noqa: E402
-from hear_vec.training import load_split  # noqa: E402
-
-
-def tracked(power: torch.Tensor, fmask: torch.Tensor, a: float = 0.9) -> torch.Tensor:
-    """lambda_n = a lambda_{n-1} + (1 - a) |N_n|^2 over frames, lambda_{-1} = the row mean
-    over valid frames: (B, F, N)."""
-    fm = fmask.to(power.dtype)
-    acc = (power * fm).sum(-1) / fm.sum(-1).clamp_min(1.0)
-    out = torch.empty_like(power)
-    for n in range(power.shape[-1]):
-        acc = a * acc + (1 - a) * power[..., n]
-        out[..., n] = acc
-    return out
+from hear_vec.ops._common import analyze  # noqa: E402
+from hear_vec.ops.mmse_lsa import quantile_noise  # noqa: E402
+from hear_vec.ops.noise_net import NoiseNet, log_floor, smoothed_power  # noqa: E402
 
 
 def batch_tensors(corpus, key: torch.Tensor, batch: int, samples: int):
@@ -61,13 +49,10 @@ def batch_tensors(corpus, key: torch.Tensor, batch: int, samples: int):
     noisy = seg.noisy
     spec = analyze(noisy, seg.lengths, need_sorted=True)
     power = spec.mag.square()
-    static = quantile(spec, NOISE_QUANTILE).square() / -math.log1p(-NOISE_QUANTILE)
+    static = quantile_noise(spec)
     n_spec = dsp.stft(dsp.zero_beyond(noisy - seg.clean, seg.lengths))
     n_power = n_spec.real.square() + n_spec.imag.square()
-    fm = spec.fmask.to(power.dtype)
-    count = (fm.sum(-1, keepdim=True) * power.shape[-2]).clamp_min(1.0)
-    eps = 1e-10 * (power * fm).sum((-2, -1), keepdim=True) / count + 1e-30
-    target = torch.log(tracked(n_power, spec.fmask) + eps)
+    target = torch.log(smoothed_power(n_power, spec.fmask) + log_floor(power, spec.fmask))
     return power, spec.fmask, static, target
 
 
@@ -89,8 +74,7 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, fmask: torch.Tensor,
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    own, data = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (
-        argv, [])
+    own, data = split_data_flags(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=32)
@@ -105,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--out", required=True)
     args = p.parse_args(own)
-    cfg = config_from_args(build_parser().parse_args(data))
-    split = load_split(cfg, torch.device("cpu"))
+    split = load_data_split(data)
     torch.manual_seed(args.seed)
     net = NoiseNet(hidden=args.hidden, dilations=tuple(args.dilations), bands=args.bands,
                    dropout=args.dropout)

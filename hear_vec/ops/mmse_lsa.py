@@ -48,17 +48,23 @@ from hear_vec import _kernels
 from hear_vec.ops._common import Spec, apply_spectral, bin_tilt, knob, quantile
 from hear_vec.ops.lsa_gain import XI_MIN, _recursion, exp1, lsa_gain
 
-__all__ = ["mmse_lsa", "mmse_lsa_gain", "exp1", "lsa_gain", "XI_MIN", "NOISE_QUANTILE"]
+__all__ = ["mmse_lsa", "mmse_lsa_gain", "quantile_noise", "exp1", "lsa_gain", "XI_MIN",
+           "NOISE_QUANTILE"]
 
 NOISE_QUANTILE = 0.2
+
+
+def quantile_noise(spec: Spec) -> Tensor:
+    """The static noise PSD (B, F, 1) before the band_mix tilt: Q_0.2(|X[f, .]|)^2 / -ln 0.8
+    over each row's valid frames (module docstring)."""
+    return quantile(spec, NOISE_QUANTILE).square() / -math.log1p(-NOISE_QUANTILE)
 
 
 def mmse_lsa_gain(spec: Spec, knobs: Tensor) -> Tensor:
     """Real gain (B, F, N) of the LSA estimator on a shared analysis."""
     s, m, b = knob(knobs, 0), knob(knobs, 1), knob(knobs, 2)
     power = spec.mag.square()
-    q = quantile(spec, NOISE_QUANTILE)
-    noise = q.square() / -math.log1p(-NOISE_QUANTILE) * bin_tilt(b, power.shape[-2])
+    noise = quantile_noise(spec) * bin_tilt(b, power.shape[-2])
     fm = spec.fmask.to(power.dtype)
     row_mean = (power * fm).sum((-2, -1), keepdim=True) / (spec.count * power.shape[-2])
     noise = torch.maximum(noise, 1e-10 * row_mean)

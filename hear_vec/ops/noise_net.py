@@ -40,7 +40,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-__all__ = ["NoiseNet", "noise_net_psd", "load_noise_net", "mel_filterbank"]
+__all__ = ["NoiseNet", "noise_net_psd", "load_noise_net", "mel_filterbank", "log_floor",
+           "smoothed_power"]
 
 
 class NoiseNet(nn.Module):
@@ -73,7 +74,7 @@ class NoiseNet(nn.Module):
         """log lambda (B, F, N); frames beyond fmask hold the static estimate's log."""
         fm = fmask.to(power.dtype)
         count = (fm.sum(-1, keepdim=True) * power.shape[-2]).clamp_min(1.0)  # (B, 1, 1)
-        eps = 1e-10 * (power * fm).sum((-2, -1), keepdim=True) / count + 1e-30
+        eps = log_floor(power, fmask)
         log_p = torch.log(power + eps)
         mu = (log_p * fm).sum((-2, -1), keepdim=True) / count
         log_q = torch.log(static + eps)
@@ -94,6 +95,30 @@ class NoiseNet(nn.Module):
 
     def forward(self, power: Tensor, fmask: Tensor, static: Tensor) -> Tensor:
         return torch.exp(self.log_psd(power, fmask, static))
+
+
+def log_floor(power: Tensor, fmask: Tensor) -> Tensor:
+    """eps (B, 1, 1) = 1e-10 x the row's mean power over valid frames and bins (+ 1e-30): the
+    floor inside every log of the estimator and of its training target."""
+    fm = fmask.to(power.dtype)
+    count = (fm.sum(-1, keepdim=True) * power.shape[-2]).clamp_min(1.0)
+    return 1e-10 * (power * fm).sum((-2, -1), keepdim=True) / count + 1e-30
+
+
+def smoothed_power(power: Tensor, fmask: Tensor | None = None, a: float = 0.9) -> Tensor:
+    """lambda_n = a lambda_{n-1} + (1 - a) power_n over frames (B, F, N), lambda_{-1} the mean
+    over the valid frames (all frames without ``fmask``): the estimator's training target
+    (of the true noise power) and the "oracle tracking" PSD of the ceiling benchmark."""
+    if fmask is None:
+        acc = power.mean(-1)
+    else:
+        fm = fmask.to(power.dtype)
+        acc = (power * fm).sum(-1) / fm.sum(-1).clamp_min(1.0)
+    out = torch.empty_like(power)
+    for n in range(power.shape[-1]):
+        acc = a * acc + (1 - a) * power[..., n]
+        out[..., n] = acc
+    return out
 
 
 def mel_filterbank(bins: int, bands: int, sample_rate: int = 16000) -> Tensor:
